@@ -1,0 +1,46 @@
+# Two commands do everything on a fresh clone that has python3 and make:
+#   make run   - set up .venv, then execute notebooks 01-06 in order (quick profile)
+#   make test  - set up .venv, then ruff, the notebook format check, unit tests and every notebook via nbval (smoke profile)
+SHELL := /bin/bash
+PYTHON_BOOTSTRAP ?= python3
+VENV ?= .venv
+PYTHON := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+PROFILE ?= quick
+# A local copy of Oxford-IIIT Pet, when one sits beside the checkout (offline machines, CI).
+# Empty means: let tfds download the dataset.
+OXFORD_PETS_DIR ?= $(wildcard $(abspath $(CURDIR)/../shared/data/oxford-iiit-pet-sample))
+export OXFORD_PETS_DIR
+TEST_ARTIFACTS := $(CURDIR)/outputs/test-artifacts
+
+.PHONY: setup run test lint unit notebooks-check format clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml requirements.txt
+	test -x $(PYTHON) || $(PYTHON_BOOTSTRAP) -m venv $(VENV)
+	$(PYTHON) -m pip install --quiet --upgrade pip
+	$(PYTHON) -m pip install --quiet -r requirements.txt
+	$(PYTHON) -m pip install --quiet --no-deps -e .
+	touch $(STAMP)
+
+run: $(STAMP)
+	UNET_PROFILE=$(PROFILE) $(PYTHON) tools/run_notebooks.py notebooks --output-dir outputs/notebooks
+
+lint: $(STAMP)
+	$(PYTHON) -m ruff check .
+	$(PYTHON) -m ruff format --check .
+	$(PYTHON) tools/notebook_format.py --check notebooks
+
+test: lint
+	rm -rf $(TEST_ARTIFACTS)
+	UNET_PROFILE=smoke UNET_ARTIFACTS_DIR=$(TEST_ARTIFACTS) MPLBACKEND=Agg \
+		$(PYTHON) -m pytest tests notebooks --nbval-lax --nbval-cell-timeout=900 -p no:cacheprovider
+
+format: $(STAMP)
+	$(PYTHON) -m ruff format .
+	$(PYTHON) -m ruff check --fix .
+	$(PYTHON) tools/notebook_format.py notebooks
+
+clean:
+	rm -rf outputs artifacts

@@ -1,0 +1,223 @@
+"""Run profiles, class names and artifact paths shared by every notebook.
+
+Taught in ``01_data``; used by all notebooks. This module imports no deep-learning
+framework, so it is cheap to import anywhere (tests, the GPU machine, the command line).
+
+Choose a profile with the environment variable ``UNET_PROFILE`` (``smoke``, ``quick`` or
+``full``). Without it, the ``quick`` profile is used on a CPU; notebooks on Colab with a GPU
+may ask for ``full`` in their parameters cell.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+#: Trimap classes after subtracting 1 from the stored values 1, 2, 3.
+CLASS_NAMES: tuple[str, ...] = ("pet", "background", "border")
+NUM_CLASSES: int = len(CLASS_NAMES)
+PET, BACKGROUND, BORDER = range(NUM_CLASSES)
+
+PROFILE_ENV = "UNET_PROFILE"
+ARTIFACTS_ENV = "UNET_ARTIFACTS_DIR"
+SEED_ENV = "UNET_SEED"
+DEFAULT_PROFILE = "quick"
+DEFAULT_SEED = 42
+
+
+@dataclasses.dataclass(frozen=True)
+class Profile:
+    """Every size and budget a run depends on, in one place.
+
+    ``max_train_examples`` / ``max_test_examples`` of ``None`` mean "all of the split".
+    """
+
+    name: str
+    image_size: int
+    batch_size: int
+    epochs: int
+    base_filters: int
+    depth: int
+    learning_rate: float
+    validation_fraction: float
+    max_train_examples: int | None
+    max_test_examples: int | None
+    #: Pixels sampled per image for clustering (notebooks 04 and 05).
+    pixels_per_image: int
+    #: Test images whose pixels are clustered.
+    cluster_images: int
+    description: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+PROFILES: dict[str, Profile] = {
+    "smoke": Profile(
+        name="smoke",
+        image_size=64,
+        batch_size=8,
+        epochs=1,
+        base_filters=8,
+        depth=3,
+        learning_rate=1e-3,
+        validation_fraction=0.2,
+        max_train_examples=40,
+        max_test_examples=16,
+        pixels_per_image=128,
+        cluster_images=8,
+        description="Tests: a tiny model on a few images, seconds per notebook.",
+    ),
+    "quick": Profile(
+        name="quick",
+        image_size=128,
+        batch_size=16,
+        epochs=30,
+        base_filters=16,
+        depth=4,
+        learning_rate=2e-3,
+        validation_fraction=0.1,
+        max_train_examples=None,
+        max_test_examples=None,
+        pixels_per_image=512,
+        cluster_images=64,
+        description="CPU default: the whole series in about 15 minutes on 2 cores.",
+    ),
+    "full": Profile(
+        name="full",
+        image_size=128,
+        batch_size=32,
+        epochs=200,
+        base_filters=32,
+        depth=4,
+        learning_rate=1e-3,
+        validation_fraction=0.1,
+        max_train_examples=None,
+        max_test_examples=None,
+        pixels_per_image=1024,
+        cluster_images=298,
+        description="GPU / Colab: the full-width U-Net, trained long.",
+    ),
+}
+
+
+def get_profile(name: str | None = None) -> Profile:
+    """Return the profile called ``name``, else the one named by ``$UNET_PROFILE``, else ``quick``."""
+    chosen = name or os.environ.get(PROFILE_ENV) or DEFAULT_PROFILE
+    chosen = chosen.strip().lower()
+    if chosen not in PROFILES:
+        raise ValueError(
+            f"Unknown profile {chosen!r}. Choose one of {sorted(PROFILES)} "
+            f"(set it with the {PROFILE_ENV} environment variable or in the parameters cell)."
+        )
+    return PROFILES[chosen]
+
+
+def get_seed(seed: int | None = None) -> int:
+    """Return ``seed``, else ``$UNET_SEED``, else the project default."""
+    if seed is not None:
+        return int(seed)
+    return int(os.environ.get(SEED_ENV, DEFAULT_SEED))
+
+
+def project_root(start: Path | None = None) -> Path | None:
+    """The checkout this code runs from (the folder holding ``pyproject.toml`` and ``notebooks/``)."""
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / "pyproject.toml").is_file() and (folder / "notebooks").is_dir():
+            return folder
+    return None
+
+
+def artifacts_dir(create: bool = True) -> Path:
+    """Where notebooks exchange files: ``$UNET_ARTIFACTS_DIR``, else ``<project>/artifacts``.
+
+    Outside a checkout (a bare Colab session), ``./artifacts`` is used.
+    """
+    if os.environ.get(ARTIFACTS_ENV):
+        path = Path(os.environ[ARTIFACTS_ENV]).expanduser()
+    else:
+        root = project_root()
+        path = (root if root is not None else Path.cwd()) / "artifacts"
+    if create:
+        path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+#: Which notebook writes which artifact, so a missing file can name its maker.
+ARTIFACT_MAKERS: dict[str, str] = {
+    "dataset.json": "01_data.ipynb",
+    "unet.keras": "03_training.ipynb",
+    "metrics.json": "03_training.ipynb",
+    "history.csv": "03_training.ipynb",
+    "features.npz": "04_feature_extraction.ipynb",
+    "features.json": "04_feature_extraction.ipynb",
+    "clustering_metrics.json": "05_clustering.ipynb",
+}
+
+#: Rough run times of each notebook under the ``quick`` profile on a 2-core CPU.
+NOTEBOOK_MINUTES: dict[str, str] = {
+    "01_data.ipynb": "about 1 minute",
+    "03_training.ipynb": "about 8 minutes on a 2-core CPU (quick) or 5 minutes on a Colab GPU (full)",
+    "04_feature_extraction.ipynb": "about 1 minute",
+    "05_clustering.ipynb": "about 2 minutes",
+}
+
+
+class MissingArtifactError(FileNotFoundError):
+    """An artifact another notebook should have written is not there."""
+
+
+def require_artifact(name: str) -> Path:
+    """Return the path of artifact ``name``, or explain which notebook makes it."""
+    path = artifacts_dir() / name
+    if not path.exists():
+        maker = ARTIFACT_MAKERS.get(name, "an earlier notebook")
+        took = NOTEBOOK_MINUTES.get(maker)
+        took_text = f" ({took})" if took else ""
+        raise MissingArtifactError(
+            f"{path} is missing. Run notebooks/{maker} first{took_text}; it writes {name} into "
+            f"{path.parent}. (Set {ARTIFACTS_ENV} if your artifacts live elsewhere.)"
+        )
+    return path
+
+
+def atomic_write_bytes(path: Path, payload: bytes) -> Path:
+    """Write ``payload`` to a temporary file beside ``path``, then rename it into place.
+
+    A run killed half-way leaves either the old file or the new one, never half of one.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            stream.write(payload)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_json(path: Path, content: dict[str, Any]) -> Path:
+    """Write ``content`` as indented JSON, atomically."""
+    text = json.dumps(content, indent=2, sort_keys=True, default=_json_default) + "\n"
+    return atomic_write_bytes(Path(path), text.encode("utf-8"))
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def _json_default(value: Any) -> Any:
+    # numpy scalars and arrays, Paths: turn into plain JSON values.
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"Cannot write {type(value).__name__} as JSON")
