@@ -11,6 +11,8 @@ PROFILE ?= quick
 # Empty means: let tfds download the dataset.
 OXFORD_PETS_DIR ?= $(wildcard $(abspath $(CURDIR)/../shared/data/oxford-iiit-pet-sample))
 export OXFORD_PETS_DIR
+# Keep TensorFlow's C++ info and warning lines out of executed notebooks and test logs.
+export TF_CPP_MIN_LOG_LEVEL ?= 2
 TEST_ARTIFACTS := $(CURDIR)/outputs/test-artifacts
 
 .PHONY: setup run test lint unit notebooks-check format clean

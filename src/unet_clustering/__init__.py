@@ -8,4 +8,9 @@ Modules are not imported here, so that ``import unet_clustering`` stays cheap an
 load TensorFlow.
 """
 
+import os
+
+# TensorFlow's C++ start-up lines (CUDA probes, oneDNN notes) are noise for learners; errors still show.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
 __version__ = "0.1.0"

@@ -38,8 +38,6 @@ import numpy as np
 
 from unet_clustering import config
 
-# TensorFlow's C++ start-up chatter is noise for learners; errors still show.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # Without this, TensorFlow may wait on a cloud-metadata probe before touching the file system.
 os.environ.setdefault("NO_GCE_CHECK", "true")
 
