@@ -46,6 +46,11 @@ class Profile:
     validation_fraction: float
     max_train_examples: int | None
     max_test_examples: int | None
+    #: Training recipe (see ``training.compile_model``): loss, learning-rate schedule, and
+    #: whether evaluation averages the prediction with that of the flipped image.
+    loss: str
+    schedule: str
+    tta_flip: bool
     #: Pixels sampled per image for clustering (notebooks 04 and 05).
     pixels_per_image: int
     #: Test images whose pixels are clustered.
@@ -68,6 +73,9 @@ PROFILES: dict[str, Profile] = {
         validation_fraction=0.2,
         max_train_examples=40,
         max_test_examples=16,
+        loss="ce+dice",
+        schedule="cosine",
+        tta_flip=False,
         pixels_per_image=128,
         cluster_images=8,
         description="Tests: a tiny model on a few images, seconds per notebook.",
@@ -83,6 +91,9 @@ PROFILES: dict[str, Profile] = {
         validation_fraction=0.1,
         max_train_examples=None,
         max_test_examples=None,
+        loss="ce+dice",
+        schedule="cosine",
+        tta_flip=True,
         pixels_per_image=512,
         cluster_images=64,
         description="CPU default: the whole series in about 15 minutes on 2 cores.",
@@ -98,11 +109,22 @@ PROFILES: dict[str, Profile] = {
         validation_fraction=0.1,
         max_train_examples=None,
         max_test_examples=None,
+        loss="ce+dice",
+        schedule="cosine",
+        tta_flip=True,
         pixels_per_image=1024,
         cluster_images=298,
         description="GPU / Colab: the full-width U-Net, trained long.",
     ),
 }
+
+
+def with_overrides(profile: Profile, **changes: Any) -> Profile:
+    """A copy of ``profile`` with some fields changed (``None`` values are ignored)."""
+    unknown = sorted(set(changes) - {field.name for field in dataclasses.fields(Profile)})
+    if unknown:
+        raise ValueError(f"Profiles have no field(s) {unknown}.")
+    return dataclasses.replace(profile, **{key: value for key, value in changes.items() if value is not None})
 
 
 def get_profile(name: str | None = None) -> Profile:

@@ -1,0 +1,85 @@
+"""Train the profile's U-Net from scratch and print its test metrics as one JSON line.
+
+    python bench/quality.py --profile quick
+    python bench/quality.py --profile full --epochs 400
+
+Needs the dataset (tfds download, or $OXFORD_PETS_DIR). Metrics are computed on the whole tfds
+``test`` split (298 images in the shared sample) at the profile's image size; see
+``unet_clustering.metrics`` for the definitions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+from unet_clustering import config, data, metrics, training
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--profile", default=None, help="smoke, quick or full (default: $UNET_PROFILE or quick)"
+    )
+    parser.add_argument("--epochs", type=int, help="override the profile's epochs")
+    parser.add_argument("--base-filters", type=int, help="override the profile's base filters")
+    parser.add_argument("--loss", choices=metrics.LOSS_KINDS, help="override the profile's loss")
+    parser.add_argument("--schedule", choices=training.SCHEDULES, help="override the profile's schedule")
+    parser.add_argument("--no-tta", action="store_true", help="evaluate without flip test-time augmentation")
+    parser.add_argument("--seed", type=int, default=None)
+    arguments = parser.parse_args()
+
+    profile = config.with_overrides(
+        config.get_profile(arguments.profile),
+        epochs=arguments.epochs,
+        base_filters=arguments.base_filters,
+        loss=arguments.loss,
+        schedule=arguments.schedule,
+        tta_flip=False if arguments.no_tta else None,
+    )
+    print(f"profile: {profile}", file=sys.stderr)
+    datasets = data.make_datasets(profile, seed=arguments.seed)
+    model = training.build_for_profile(profile, datasets.counts["train"])
+    with tempfile.TemporaryDirectory() as run_dir:
+        result = training.fit(
+            model,
+            datasets.train,
+            datasets.validation,
+            epochs=profile.epochs,
+            num_train_examples=datasets.counts["train"],
+            run_dir=Path(run_dir),
+            seed=arguments.seed,
+            verbose=2,
+        )
+        best = training.load_trained_model(result.model_path, image_size=profile.image_size)
+        scores = metrics.evaluate(best, datasets.test, tta_flip=profile.tta_flip)
+    line = {
+        "profile": profile.name,
+        **{
+            key: scores[key]
+            for key in ("fg_iou", "fg_dice", "pet_dice", "mean_iou", "iou_per_class", "pixel_accuracy")
+        },
+        "train_s": round(result.train_s, 1),
+        "epochs": result.epochs,
+        "best_epoch": result.best_epoch,
+        "images_per_s": round(result.images_per_s, 1),
+        "parameters": best.count_params(),
+        "image_size": profile.image_size,
+        "base_filters": profile.base_filters,
+        "loss": profile.loss,
+        "schedule": profile.schedule,
+        "tta_flip": profile.tta_flip,
+        "test_images": scores["num_images"],
+        "source": datasets.source.kind,
+    }
+    print(json.dumps(line))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

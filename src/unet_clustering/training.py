@@ -1,0 +1,479 @@
+"""Compile, train and save the U-Net: schedules, callbacks, mixed precision and distribution.
+
+Taught in ``03_training``; ``bench/quality.py`` and ``bench/anchors.py`` train through it too.
+
+The model code is backend-agnostic Keras 3. TensorFlow is imported only inside the functions
+that need ``tf.distribute`` or device queries, so this module also loads under
+``KERAS_BACKEND=jax`` on a machine without TensorFlow.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import math
+import os
+import tempfile
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import keras
+
+from unet_clustering import config, metrics, unet
+
+MODEL_FILE = "unet.keras"
+METRICS_FILE = "metrics.json"
+HISTORY_FILE = "history.csv"
+BACKUP_FOLDER = "training_backup"
+STATE_FILE = "training_state.json"
+#: The validation quantity that picks the best model and drives early stopping.
+MONITOR = "val_fg_iou"
+SCHEDULES = ("cosine", "one-cycle", "constant")
+
+
+# --------------------------------------------------------------------------------------------
+# Devices, precision and distribution
+# --------------------------------------------------------------------------------------------
+
+
+def accelerators() -> dict[str, int]:
+    """Count the GPUs and TPU cores this process can use, for any Keras backend."""
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        return {
+            "gpu": len(tf.config.list_physical_devices("GPU")),
+            "tpu": len(tf.config.list_logical_devices("TPU")),
+        }
+    if backend == "jax":
+        import jax
+
+        return {"gpu": sum(device.platform == "gpu" for device in jax.devices()), "tpu": 0}
+    if backend == "torch":
+        import torch
+
+        return {"gpu": torch.cuda.device_count(), "tpu": 0}
+    return {"gpu": 0, "tpu": 0}
+
+
+def configure_precision(policy: str = "auto") -> str:
+    """Set Keras' global dtype policy and return it.
+
+    ``"auto"`` picks mixed precision on a GPU (``mixed_bfloat16`` where the GPU supports it under
+    JAX, ``mixed_float16`` under TensorFlow, which every CUDA GPU runs) and ``float32`` on a CPU,
+    where mixed precision is slower. The U-Net's ``logits`` layer always stays float32.
+    """
+    if policy == "auto":
+        if accelerators()["gpu"] == 0:
+            policy = "float32"
+        else:
+            policy = "mixed_bfloat16" if keras.backend.backend() == "jax" else "mixed_float16"
+    keras.mixed_precision.set_global_policy(policy)
+    return policy
+
+
+def default_strategy():
+    """The ``tf.distribute`` strategy that fits this machine (TensorFlow backend only).
+
+    A TPU (Colab) gives a ``TPUStrategy``, several GPUs a ``MirroredStrategy``, anything else
+    TensorFlow's default strategy (one device). Build and compile the model inside
+    ``strategy.scope()``.
+    """
+    import tensorflow as tf
+
+    try:
+        resolver = tf.distribute.cluster_resolver.TPUClusterResolver()
+        tf.config.experimental_connect_to_cluster(resolver)
+        tf.tpu.experimental.initialize_tpu_system(resolver)
+        return tf.distribute.TPUStrategy(resolver)
+    except (ValueError, RuntimeError, tf.errors.NotFoundError):
+        pass
+    if len(tf.config.list_logical_devices("GPU")) > 1:
+        return tf.distribute.MirroredStrategy()
+    return tf.distribute.get_strategy()
+
+
+def replicas(strategy) -> int:
+    return int(getattr(strategy, "num_replicas_in_sync", 1)) if strategy is not None else 1
+
+
+# --------------------------------------------------------------------------------------------
+# Learning-rate schedules and compilation
+# --------------------------------------------------------------------------------------------
+
+
+@keras.saving.register_keras_serializable(package="unet_clustering")
+class OneCycle(keras.optimizers.schedules.LearningRateSchedule):
+    """One-cycle schedule: a linear warm-up to ``peak`` over ``warmup_fraction`` of the steps, then
+    a cosine decay to ``peak / final_division``."""
+
+    def __init__(
+        self,
+        peak: float,
+        total_steps: int,
+        warmup_fraction: float = 0.3,
+        start_division: float = 25.0,
+        final_division: float = 1e4,
+    ):
+        self.peak = float(peak)
+        self.total_steps = int(total_steps)
+        self.warmup_fraction = float(warmup_fraction)
+        self.start_division = float(start_division)
+        self.final_division = float(final_division)
+
+    def __call__(self, step):
+        step = keras.ops.cast(step, "float32")
+        warmup_steps = max(1.0, self.warmup_fraction * self.total_steps)
+        decay_steps = max(1.0, self.total_steps - warmup_steps)
+        start, end = self.peak / self.start_division, self.peak / self.final_division
+        warm = start + (self.peak - start) * keras.ops.minimum(step / warmup_steps, 1.0)
+        progress = keras.ops.clip((step - warmup_steps) / decay_steps, 0.0, 1.0)
+        cool = end + (self.peak - end) * 0.5 * (1.0 + keras.ops.cos(math.pi * progress))
+        return keras.ops.where(step < warmup_steps, warm, cool)
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            "peak": self.peak,
+            "total_steps": self.total_steps,
+            "warmup_fraction": self.warmup_fraction,
+            "start_division": self.start_division,
+            "final_division": self.final_division,
+        }
+
+
+def learning_rate_schedule(kind: str, learning_rate: float, total_steps: int, warmup_fraction: float = 0.05):
+    """A learning-rate schedule over ``total_steps`` optimizer steps.
+
+    * ``"cosine"``: a short linear warm-up, then cosine decay to 1 % of ``learning_rate``;
+    * ``"one-cycle"``: :class:`OneCycle`;
+    * ``"constant"``: ``learning_rate`` throughout.
+    """
+    if kind not in SCHEDULES:
+        raise ValueError(f"schedule must be one of {SCHEDULES}; got {kind!r}.")
+    if total_steps < 1:
+        raise ValueError(f"total_steps must be at least 1; got {total_steps}.")
+    if kind == "constant":
+        return learning_rate
+    if kind == "one-cycle":
+        return OneCycle(learning_rate, total_steps)
+    warmup_steps = int(warmup_fraction * total_steps)
+    return keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=learning_rate / 10 if warmup_steps else learning_rate,
+        decay_steps=max(1, total_steps - warmup_steps),
+        alpha=0.01,
+        warmup_target=learning_rate if warmup_steps else None,
+        warmup_steps=warmup_steps,
+    )
+
+
+def compile_model(
+    model: keras.Model,
+    learning_rate: float,
+    total_steps: int,
+    schedule: str = "cosine",
+    loss: str = "ce+dice",
+    weight_decay: float = 1e-4,
+    jit_compile: bool | str = "auto",
+) -> keras.Model:
+    """Compile ``model`` with AdamW, a learning-rate schedule, the project's loss and metrics.
+
+    On a CPU, XLA compilation (``jit_compile``) makes training slower, so ``"auto"`` only turns
+    it on where a GPU is present.
+    """
+    if jit_compile == "auto":
+        jit_compile = accelerators()["gpu"] > 0
+    optimizer = keras.optimizers.AdamW(
+        learning_rate=learning_rate_schedule(schedule, learning_rate, total_steps),
+        weight_decay=weight_decay,
+    )
+    model.compile(
+        optimizer=optimizer,
+        loss=metrics.make_loss(loss),
+        metrics=metrics.training_metrics(),
+        jit_compile=jit_compile,
+    )
+    return model
+
+
+def build_for_profile(
+    profile: config.Profile,
+    num_train_examples: int,
+    strategy=None,
+    **unet_options: Any,
+) -> keras.Model:
+    """Build the profile's U-Net and compile it with the profile's recipe, inside ``strategy.scope()``.
+
+    The schedule's length is the profile's epochs times the number of batches per epoch.
+    ``unet_options`` go to :func:`unet.build_unet` (for example ``dropout=0.1``).
+    """
+    steps_per_epoch = math.ceil(num_train_examples / profile.batch_size)
+    scope = strategy.scope() if strategy is not None else contextlib.nullcontext()
+    with scope:
+        model = unet.build_unet(
+            image_size=profile.image_size,
+            num_classes=config.NUM_CLASSES,
+            base_filters=profile.base_filters,
+            depth=profile.depth,
+            **unet_options,
+        )
+        compile_model(
+            model,
+            learning_rate=profile.learning_rate,
+            total_steps=steps_per_epoch * profile.epochs,
+            schedule=profile.schedule,
+            loss=profile.loss,
+        )
+    return model
+
+
+# --------------------------------------------------------------------------------------------
+# Callbacks
+# --------------------------------------------------------------------------------------------
+
+
+def save_model_atomically(model: keras.Model, path: Path) -> Path:
+    """Save ``model`` to a temporary ``.keras`` file beside ``path``, then rename it into place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".keras")
+    os.close(handle)
+    try:
+        model.save(temporary)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return path
+
+
+class BestModelCheckpoint(keras.callbacks.Callback):
+    """Keep the model with the highest ``monitor`` so far, written atomically.
+
+    The best score is stored beside the model, so a run that resumes after being killed keeps
+    comparing against the best model it had already saved.
+    """
+
+    def __init__(self, path: Path, state_path: Path, monitor: str = MONITOR, resume: bool = False):
+        super().__init__()
+        self.path, self.state_path, self.monitor, self.resume = Path(path), Path(state_path), monitor, resume
+        self.best = -math.inf
+        self.best_epoch: int | None = None
+
+    def on_train_begin(self, logs=None) -> None:
+        if self.resume and self.state_path.exists():
+            state = config.read_json(self.state_path)
+            self.best, self.best_epoch = state.get("best", -math.inf), state.get("best_epoch")
+
+    def on_epoch_end(self, epoch: int, logs=None) -> None:
+        score = (logs or {}).get(self.monitor)
+        if score is None:
+            raise KeyError(
+                f"{self.monitor!r} is not among the logged values {sorted(logs or {})}; "
+                "pass validation data and compile with metrics.training_metrics()."
+            )
+        if float(score) > self.best:
+            self.best, self.best_epoch = float(score), epoch + 1
+            save_model_atomically(self.model, self.path)
+            config.write_json(
+                self.state_path, {"best": self.best, "best_epoch": self.best_epoch, "monitor": self.monitor}
+            )
+
+
+def make_callbacks(
+    run_dir: Path,
+    model_path: Path,
+    patience: int | None = None,
+    tensorboard: bool = False,
+    resume: bool = False,
+    backup_every_steps: int | None = None,
+) -> list[keras.callbacks.Callback]:
+    """Callbacks of a training run (taught in ``03_training``).
+
+    * :class:`BestModelCheckpoint` keeps the best model by validation foreground IoU;
+    * ``BackupAndRestore`` saves the training state every epoch (or every
+      ``backup_every_steps`` steps), so a killed run started again resumes where it stopped;
+    * ``EarlyStopping`` ends training after ``patience`` epochs without improvement;
+    * ``CSVLogger`` appends each epoch's logs to ``history.csv``;
+    * ``TensorBoard`` on request, logging to ``run_dir/tensorboard``.
+    """
+    run_dir = Path(run_dir)
+    callbacks: list[keras.callbacks.Callback] = [
+        keras.callbacks.BackupAndRestore(
+            str(run_dir / BACKUP_FOLDER), save_freq=backup_every_steps or "epoch", delete_checkpoint=True
+        ),
+        BestModelCheckpoint(model_path, run_dir / STATE_FILE, resume=resume),
+        keras.callbacks.CSVLogger(str(run_dir / HISTORY_FILE), append=True),
+    ]
+    if patience:
+        callbacks.append(keras.callbacks.EarlyStopping(monitor=MONITOR, mode="max", patience=patience))
+    if tensorboard:
+        callbacks.append(keras.callbacks.TensorBoard(log_dir=str(run_dir / "tensorboard")))
+    return callbacks
+
+
+# --------------------------------------------------------------------------------------------
+# Training
+# --------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class FitResult:
+    """What a training run produced."""
+
+    history: dict[str, list[float]]
+    epochs: int
+    train_s: float
+    images_per_s: float
+    best_epoch: int | None
+    best_score: float
+    resumed: bool
+    model_path: Path
+
+
+def fit(
+    model: keras.Model,
+    train: Iterable,
+    validation: Iterable,
+    epochs: int,
+    num_train_examples: int,
+    run_dir: Path | None = None,
+    patience: int | None = None,
+    tensorboard: bool = False,
+    seed: int | None = None,
+    verbose: int | str = "auto",
+    backup_every_steps: int | None = None,
+) -> FitResult:
+    """Train a compiled model and keep the best one in ``run_dir/unet.keras``.
+
+    ``run_dir`` defaults to the artifacts folder. If an earlier run in the same folder was
+    interrupted, training resumes from its last backup instead of starting over. The history
+    returned (and ``history.csv``) covers every epoch, resumed ones included.
+    """
+    run_dir = Path(run_dir) if run_dir is not None else config.artifacts_dir()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    model_path = run_dir / MODEL_FILE
+    resume = (run_dir / BACKUP_FOLDER).exists() and any((run_dir / BACKUP_FOLDER).iterdir())
+    if not resume:
+        for stale in (run_dir / HISTORY_FILE, run_dir / STATE_FILE):
+            stale.unlink(missing_ok=True)
+    keras.utils.set_random_seed(config.get_seed(seed))
+    callbacks = make_callbacks(
+        run_dir,
+        model_path,
+        patience=patience,
+        tensorboard=tensorboard,
+        resume=resume,
+        backup_every_steps=backup_every_steps,
+    )
+    checkpoint = next(callback for callback in callbacks if isinstance(callback, BestModelCheckpoint))
+    started = time.perf_counter()
+    model.fit(train, validation_data=validation, epochs=epochs, callbacks=callbacks, verbose=verbose)
+    train_s = time.perf_counter() - started
+    history = read_history(run_dir / HISTORY_FILE)
+    epochs_run = len(history.get("epoch", []))
+    epochs_this_call = max(1, len(model.history.history.get("loss", [])))
+    return FitResult(
+        history=history,
+        epochs=epochs_run,
+        train_s=train_s,
+        images_per_s=epochs_this_call * num_train_examples / train_s,
+        best_epoch=checkpoint.best_epoch,
+        best_score=checkpoint.best,
+        resumed=resume,
+        model_path=model_path,
+    )
+
+
+def read_history(path: Path) -> dict[str, list[float]]:
+    """Read ``history.csv`` written by ``CSVLogger`` into ``{column: values}`` (epochs count from 0)."""
+    import csv
+
+    path = Path(path)
+    if not path.exists():
+        return {}
+    with path.open(newline="") as stream:
+        rows = list(csv.DictReader(stream))
+    columns: dict[str, list[float]] = {}
+    for row in rows:
+        for key, value in row.items():
+            columns.setdefault(key, []).append(float(value) if value not in ("", None) else math.nan)
+    return columns
+
+
+# --------------------------------------------------------------------------------------------
+# Saved models and the metrics report
+# --------------------------------------------------------------------------------------------
+
+
+class IncompatibleModelError(ValueError):
+    """The saved model cannot be used: unreadable, or made for other inputs or classes."""
+
+
+def load_trained_model(path: Path | None = None, image_size: int | None = None) -> keras.Model:
+    """Load ``artifacts/unet.keras`` written by ``03_training``, with a clear error if it is unusable."""
+    path = Path(path) if path is not None else config.require_artifact(MODEL_FILE)
+    if not path.exists():
+        raise config.MissingArtifactError(
+            f"{path} is missing. Run notebooks/{config.ARTIFACT_MAKERS[MODEL_FILE]} first; it trains and saves the model."
+        )
+    try:
+        model = keras.saving.load_model(path, compile=False)
+    except Exception as error:  # noqa: BLE001 - any failure to read means the same to the user
+        raise IncompatibleModelError(
+            f"{path} could not be loaded as a Keras model ({type(error).__name__}: {error}). It may come from "
+            f"another version of this project; run notebooks/{config.ARTIFACT_MAKERS[MODEL_FILE]} again to "
+            "rebuild it."
+        ) from error
+    output_classes = model.output_shape[-1]
+    if output_classes != config.NUM_CLASSES:
+        raise IncompatibleModelError(
+            f"{path} predicts {output_classes} classes, not the {config.NUM_CLASSES} of {config.CLASS_NAMES}; "
+            f"run notebooks/{config.ARTIFACT_MAKERS[MODEL_FILE]} again."
+        )
+    model_size = model.input_shape[1]
+    if image_size is not None and model_size is not None and model_size != image_size:
+        raise IncompatibleModelError(
+            f"{path} was trained on {model_size} px images but this run uses {image_size} px; "
+            f"run notebooks/{config.ARTIFACT_MAKERS[MODEL_FILE]} with the same profile, or change IMAGE_SIZE."
+        )
+    return model
+
+
+def write_metrics_report(
+    test_metrics: dict[str, Any],
+    profile: config.Profile,
+    fit_result: FitResult,
+    data_description: dict[str, Any],
+    model: keras.Model,
+    path: Path | None = None,
+    extra: dict[str, Any] | None = None,
+) -> Path:
+    """Write ``metrics.json``: the test metrics and everything needed to read them honestly."""
+    path = Path(path) if path is not None else config.artifacts_dir() / METRICS_FILE
+    report = {
+        "test_metrics": test_metrics,
+        "evaluated_on": f"{data_description['counts']['test']} test images at "
+        f"{data_description['image_size']} px (tfds 'test' split)",
+        "profile": profile.to_dict(),
+        "image_size": data_description["image_size"],
+        "epochs": fit_result.epochs,
+        "best_epoch": fit_result.best_epoch,
+        "best_validation_fg_iou": fit_result.best_score,
+        "train_s": round(fit_result.train_s, 1),
+        "train_images_per_s": round(fit_result.images_per_s, 1),
+        "resumed": fit_result.resumed,
+        "data": data_description,
+        "model": {
+            "name": model.name,
+            "parameters": int(model.count_params()),
+            "file": str(fit_result.model_path),
+        },
+        "backend": keras.backend.backend(),
+        "keras_version": keras.__version__,
+        "accelerators": accelerators(),
+        **(extra or {}),
+    }
+    return config.write_json(path, report)
