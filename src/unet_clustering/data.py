@@ -672,6 +672,34 @@ def take_arrays(dataset: tf.data.Dataset, max_examples: int | None = None) -> di
     return arrays
 
 
+def split_arrays(
+    split: str = "test",
+    profile: config.Profile | str | None = None,
+    local_dir: str | os.PathLike | None = None,
+    image_size: int | None = None,
+    max_examples: int | None = None,
+) -> dict[str, np.ndarray]:
+    """One split, preprocessed but never augmented, as numpy arrays.
+
+    Returns ``image`` ``(N, S, S, 3)``, ``mask`` ``(N, S, S, 1)``, ``label`` (breed), ``species``
+    and ``file_name``. The profile's example limit applies (``max_test_examples`` for ``test``,
+    ``max_train_examples`` for ``train``) unless ``max_examples`` is given. Used by notebooks 03-06
+    to look at individual images.
+    """
+    profile = profile if isinstance(profile, config.Profile) else config.get_profile(profile)
+    if split not in SPLIT_FILES:
+        raise ValueError(f"split must be one of {sorted(SPLIT_FILES)}; got {split!r}.")
+    limit = max_examples or (profile.max_test_examples if split == "test" else profile.max_train_examples)
+    (examples,), _, _ = load([split], local_dir=local_dir)
+    pipeline = make_pipeline(
+        examples.take(limit or -1),
+        image_size or profile.image_size,
+        profile.batch_size,
+        keep_metadata=True,
+    )
+    return take_arrays(pipeline)
+
+
 # --------------------------------------------------------------------------------------------
 # Looking at the data
 # --------------------------------------------------------------------------------------------

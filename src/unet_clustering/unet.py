@@ -35,6 +35,10 @@ from unet_clustering.config import NUM_CLASSES
 UPSAMPLING_MODES: tuple[str, ...] = ("transpose", "bilinear")
 ENCODERS: tuple[str, ...] = ("plain", "mobilenetv2")
 
+#: Batch-norm moving-average momentum. Keras' default (0.99) averages over ~100 steps, but an epoch
+#: of the few hundred training images here is ~20 steps: the statistics used at evaluation would
+#: lag far behind the weights, and validation scores would swing wildly in early epochs.
+BATCH_NORM_MOMENTUM = 0.9
 #: The MobileNetV2 encoder halves the image this many times (its last tap is at ``S / 32``).
 MOBILENETV2_DEPTH = 5
 #: MobileNetV2 layers whose outputs become ``enc2`` ... ``enc5`` (resolutions S/2 ... S/16).
@@ -246,7 +250,9 @@ def _conv_block(features, filters: int, name: str, batch_norm: bool):
             name=f"{name}_conv{index}",
         )(features)
         if batch_norm:
-            features = keras.layers.BatchNormalization(name=f"{name}_bn{index}")(features)
+            features = keras.layers.BatchNormalization(
+                momentum=BATCH_NORM_MOMENTUM, name=f"{name}_bn{index}"
+            )(features)
         relu_name = name if index == 2 else f"{name}_relu{index}"
         features = keras.layers.ReLU(name=relu_name)(features)
     return features
