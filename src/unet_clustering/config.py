@@ -22,6 +22,10 @@ CLASS_NAMES: tuple[str, ...] = ("pet", "background", "border")
 NUM_CLASSES: int = len(CLASS_NAMES)
 PET, BACKGROUND, BORDER = range(NUM_CLASSES)
 
+#: GitHub ``owner/name`` of this project: the Colab badges and the notebooks' install cell use it.
+#: Change it everywhere at once with ``python tools/set_repository.py OWNER/NAME``.
+REPOSITORY = "unet-clustering/unet-clustering"
+
 PROFILE_ENV = "UNET_PROFILE"
 ARTIFACTS_ENV = "UNET_ARTIFACTS_DIR"
 SEED_ENV = "UNET_SEED"
