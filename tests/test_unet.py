@@ -241,3 +241,11 @@ def test_mobilenetv2_without_pretraining_does_not_warn_and_validates_depth(monke
         _build_mobilenet(depth=4, pretrained=False)
     with pytest.raises(ValueError, match="nearest valid sizes: 32 or 64"):
         unet.build_unet(image_size=48, encoder="mobilenetv2", pretrained=False)
+
+
+def test_model_stage_names_reads_the_depth_from_the_layers() -> None:
+    model = unet.build_unet(image_size=16, base_filters=2, depth=2)
+    assert unet.model_stage_names(model) == ["enc1", "enc2", "bottleneck", "dec2", "dec1"]
+    plain = keras.Sequential([keras.Input((4, 4, 3)), keras.layers.Conv2D(1, 1)])
+    with pytest.raises(ValueError, match="not a U-Net"):
+        unet.model_stage_names(plain)

@@ -427,3 +427,14 @@ def test_save_image_keeps_rgb_order_and_values(tmp_path):
     grey = viz.save_image(tmp_path / "grey.png", np.full((3, 3), 0.5, dtype=np.float32))
     with Image.open(grey) as saved:
         assert np.asarray(saved.convert("L"))[1, 1] == 128
+
+
+def test_explained_variance_plot_shows_bars_and_running_total() -> None:
+    figure = viz.explained_variance_plot([0.5, 0.3, 0.1])
+    (ax,) = figure.axes
+    assert [round(patch.get_height(), 3) for patch in ax.patches] == [0.5, 0.3, 0.1]
+    np.testing.assert_allclose(ax.lines[0].get_ydata(), [0.5, 0.8, 0.9])
+    assert ax.get_legend() is not None
+    plt.close(figure)
+    with pytest.raises(ValueError, match="empty"):
+        viz.explained_variance_plot([])

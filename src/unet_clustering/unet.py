@@ -73,6 +73,21 @@ def stage_layer_names(depth: int) -> list[str]:
     return [*encoder, "bottleneck", *decoder]
 
 
+def model_stage_names(model: keras.Model) -> list[str]:
+    """The stage layer names of a built (or loaded) U-Net, from input to output.
+
+    The same list as :func:`stage_layer_names` for the model's own depth, read from its layers,
+    so it also works on a model loaded from a file. Used in ``04_feature_extraction``.
+    """
+    names = {layer.name for layer in model.layers}
+    depth = sum(f"enc{stage}" in names for stage in range(1, len(model.layers)))
+    if depth == 0 or "bottleneck" not in names:
+        raise ValueError(
+            f"{model.name!r} has no enc1 / bottleneck layers: it is not a U-Net built by unet.py."
+        )
+    return stage_layer_names(depth)
+
+
 def build_unet(
     image_size: int = 128,
     num_classes: int = NUM_CLASSES,

@@ -860,6 +860,29 @@ def k_distance_plot(distances: Any, eps: float | None = None, k: int | None = No
     return figure
 
 
+def explained_variance_plot(ratio: Any, title: str | None = None) -> Figure:
+    """Bars of each principal component's share of the variance, and their running total.
+
+    ``ratio``: the explained-variance ratio of each component, largest first (as
+    ``features.explained_variance_report`` returns it). Returns the Figure (one axes with a
+    legend). Taught in ``04_feature_extraction``.
+    """
+    values = np.asarray(ratio, dtype=np.float64).ravel()
+    if values.size == 0:
+        raise ValueError("ratio is empty.")
+    components = np.arange(1, values.size + 1)
+    figure, ax = plt.subplots(figsize=(6, 3.5), layout="constrained")
+    ax.bar(components, values, color="tab:blue", label="component")
+    ax.plot(components, np.cumsum(values), color="tab:orange", marker="o", label="cumulative")
+    ax.set_xlabel("principal component")
+    ax.set_ylabel("share of variance")
+    ax.set_ylim(0, 1.05)
+    ax.set_title(title or "PCA explained variance")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return figure
+
+
 def _name_lookup(names: Any) -> Mapping[int, str]:
     if names is None:
         return {}
