@@ -471,3 +471,14 @@ def test_colour_features_refuse_8_bit_images_and_unknown_spaces():
         clustering.colour_features(np.full((1, 2, 2, 3), 255.0))
     with pytest.raises(ValueError, match="space"):
         clustering.colour_features(np.zeros((1, 2, 2, 3)), space="hsv")
+
+
+def test_label_agreement_is_perfect_for_relabelled_groups_and_low_for_unrelated_ones() -> None:
+    species = np.array([0, 0, 0, 1, 1, 1])
+    perfect = clustering.label_agreement(np.array([5, 5, 5, 2, 2, 2]), species)
+    assert perfect == {"ari": 1.0, "nmi": 1.0, "purity": 1.0}
+    # Clusters {0,3}, {1,4}, {2,5} each mix one cat and one dog: purity 3/6, NMI 0.
+    mixed = clustering.label_agreement(np.array([0, 1, 2, 0, 1, 2]), species)
+    assert mixed["purity"] == 0.5 and mixed["nmi"] == pytest.approx(0.0, abs=1e-12)
+    with pytest.raises(ValueError, match="one length"):
+        clustering.label_agreement(np.array([0, 1]), species)

@@ -764,6 +764,24 @@ def score_clusters(
     }
 
 
+def label_agreement(cluster_labels: np.ndarray, true_labels: np.ndarray) -> dict[str, float]:
+    """ARI, NMI and purity of clusters against any integer labels (species, breeds, classes).
+
+    No matching is needed: these compare the two partitions directly. Used for the
+    segment-level clustering of pets across images in ``05_clustering``.
+    """
+    clusters, truth = np.asarray(cluster_labels).reshape(-1), np.asarray(true_labels).reshape(-1)
+    if clusters.shape != truth.shape or clusters.size == 0:
+        raise ValueError(
+            f"need two non-empty label arrays of one length; got {clusters.shape} and {truth.shape}."
+        )
+    return {
+        "ari": float(adjusted_rand_score(truth, clusters)),
+        "nmi": float(normalized_mutual_info_score(truth, clusters)),
+        "purity": purity(clusters, truth),
+    }
+
+
 def purity(cluster_labels: np.ndarray, true_labels: np.ndarray) -> float:
     """Fraction of points whose cluster's most common class is their own class.
 

@@ -700,6 +700,12 @@ def split_arrays(
     return take_arrays(pipeline)
 
 
+def label_names() -> dict[str, list[str]]:
+    """Names of the ``label`` (37 breeds) and ``species`` (cat, dog) fields, as tfds declares them."""
+    feature_info = tfds.builder(DATASET_NAME, data_dir=prepared_root()).info.features
+    return {"label": list(feature_info["label"].names), "species": list(feature_info["species"].names)}
+
+
 # --------------------------------------------------------------------------------------------
 # Looking at the data
 # --------------------------------------------------------------------------------------------
