@@ -11,6 +11,7 @@ Needs the dataset (tfds download, or $OXFORD_PETS_DIR). Metrics are computed on 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import tempfile
@@ -43,21 +44,23 @@ def main() -> int:
         tta_flip=False if arguments.no_tta else None,
     )
     print(f"profile: {profile}", file=sys.stderr)
-    datasets = data.make_datasets(profile, seed=arguments.seed)
-    model = training.build_for_profile(profile, datasets.counts["train"])
-    with tempfile.TemporaryDirectory() as run_dir:
-        result = training.fit(
-            model,
-            datasets.train,
-            datasets.validation,
-            epochs=profile.epochs,
-            num_train_examples=datasets.counts["train"],
-            run_dir=Path(run_dir),
-            seed=arguments.seed,
-            verbose=2,
-        )
-        best = training.load_trained_model(result.model_path, image_size=profile.image_size)
-        scores = metrics.evaluate(best, datasets.test, tta_flip=profile.tta_flip)
+    # Progress (tfds, Keras) goes to stderr; stdout carries only the JSON line.
+    with contextlib.redirect_stdout(sys.stderr):
+        datasets = data.make_datasets(profile, seed=arguments.seed)
+        model = training.build_for_profile(profile, datasets.counts["train"])
+        with tempfile.TemporaryDirectory() as run_dir:
+            result = training.fit(
+                model,
+                datasets.train,
+                datasets.validation,
+                epochs=profile.epochs,
+                num_train_examples=datasets.counts["train"],
+                run_dir=Path(run_dir),
+                seed=arguments.seed,
+                verbose=2,
+            )
+            best = training.load_trained_model(result.model_path, image_size=profile.image_size)
+            scores = metrics.evaluate(best, datasets.test, tta_flip=profile.tta_flip)
     line = {
         "profile": profile.name,
         **{
