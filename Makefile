@@ -15,7 +15,7 @@ export OXFORD_PETS_DIR
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 TEST_ARTIFACTS := $(CURDIR)/outputs/test-artifacts
 
-.PHONY: setup run test lint unit notebooks-check format clean
+.PHONY: setup data run test lint format clean
 
 setup: $(STAMP)
 
@@ -26,7 +26,11 @@ $(STAMP): pyproject.toml requirements.txt
 	$(PYTHON) -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
-run: $(STAMP)
+# Check the dataset is reachable (download or local copy) and prepare it once, before any notebook.
+data: $(STAMP)
+	$(PYTHON) -m unet_clustering.data
+
+run: data
 	UNET_PROFILE=$(PROFILE) $(PYTHON) tools/run_notebooks.py notebooks --output-dir outputs/notebooks
 
 lint: $(STAMP)
@@ -34,7 +38,7 @@ lint: $(STAMP)
 	$(PYTHON) -m ruff format --check .
 	$(PYTHON) tools/notebook_format.py --check notebooks
 
-test: lint
+test: lint data
 	rm -rf $(TEST_ARTIFACTS)
 	UNET_PROFILE=smoke UNET_ARTIFACTS_DIR=$(TEST_ARTIFACTS) MPLBACKEND=Agg \
 		$(PYTHON) -m pytest tests notebooks --nbval-lax --nbval-cell-timeout=900 -p no:cacheprovider
