@@ -482,3 +482,23 @@ def test_label_agreement_is_perfect_for_relabelled_groups_and_low_for_unrelated_
     assert mixed["purity"] == 0.5 and mixed["nmi"] == pytest.approx(0.0, abs=1e-12)
     with pytest.raises(ValueError, match="one length"):
         clustering.label_agreement(np.array([0, 1]), species)
+
+
+def test_describe_clusters_reports_class_mix_brightness_and_texture() -> None:
+    # Two 4x4 images: cluster 0 is the flat dark left half (background), cluster 1 the right
+    # half, a noisy bright "pet" with its outermost column labelled border.
+    cluster_maps = np.zeros((2, 4, 4), int)
+    cluster_maps[:, :, 2:] = 1
+    masks = np.ones((2, 4, 4), int)
+    masks[:, :, 2] = 0
+    masks[:, :, 3] = 2
+    images = np.zeros((2, 4, 4, 3), np.float32)
+    images[:, :, 2:] = 0.8
+    images[:, ::2, 3] = 1.0
+    rows = {row["cluster"]: row for row in clustering.describe_clusters(cluster_maps, masks, images)}
+    assert rows[0]["share_of_pixels"] == 0.5 and rows[0]["background"] == 1.0
+    assert rows[1]["pet"] == 0.5 and rows[1]["border"] == 0.5 and rows[1]["background"] == 0.0
+    assert rows[0]["brightness"] == 0.0 and rows[1]["brightness"] == pytest.approx((0.8 * 6 + 1.0 * 2) / 8)
+    assert rows[1]["texture"] > rows[0]["texture"]
+    with pytest.raises(ValueError, match="same"):
+        clustering.describe_clusters(cluster_maps, masks[:1], images)

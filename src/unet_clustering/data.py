@@ -700,6 +700,23 @@ def split_arrays(
     return take_arrays(pipeline)
 
 
+def find_example(
+    file_name: str, split: str = "test", local_dir: str | os.PathLike | None = None
+) -> dict[str, Any]:
+    """One raw example at full resolution, by its file name (for example ``"Abyssinian_201.jpg"``).
+
+    Returns numpy values: ``image`` uint8 ``(H, W, 3)``, ``segmentation_mask`` with the trimap's
+    stored values 1-3, ``label``, ``species`` and ``file_name``. Used by ``06_visualization``.
+    """
+    (examples,), _, _ = load([split], local_dir=local_dir)
+    wanted = tf.constant(file_name)
+    for example in examples.filter(lambda example: tf.equal(example["file_name"], wanted)).take(1):
+        found = {key: value.numpy() for key, value in example.items()}
+        found["file_name"] = found["file_name"].decode()
+        return found
+    raise KeyError(f"No example named {file_name!r} in the {split!r} split.")
+
+
 def label_names() -> dict[str, list[str]]:
     """Names of the ``label`` (37 breeds) and ``species`` (cat, dog) fields, as tfds declares them."""
     feature_info = tfds.builder(DATASET_NAME, data_dir=prepared_root()).info.features
