@@ -1,0 +1,438 @@
+"""Tests for predict.py: reading users' photos, segmenting them, saving the pictures, the CLI.
+
+A tiny untrained U-Net (32 px, depth 2) saved to a temporary folder stands in for the trained
+model, so no training is needed; its predictions are arbitrary but have the real shapes and types.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import keras
+import numpy as np
+import pytest
+from PIL import Image
+
+from unet_clustering import config, predict, training, unet, visualization
+
+MODEL_SIZE = 32
+
+
+@pytest.fixture(scope="module")
+def model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("model") / "unet.keras"
+    keras.utils.set_random_seed(0)  # the same untrained weights in every run
+    unet.build_unet(image_size=MODEL_SIZE, base_filters=4, depth=2).save(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def model(model_path: Path):
+    return training.load_trained_model(model_path)
+
+
+@pytest.fixture(autouse=True)
+def empty_artifacts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test sees an empty artifacts folder, never the checkout's own artifacts."""
+    folder = tmp_path / "artifacts"
+    folder.mkdir()
+    monkeypatch.setenv(config.ARTIFACTS_ENV, str(folder))
+    return folder
+
+
+def painted_photo(height: int, width: int, seed: int = 0) -> np.ndarray:
+    """A smooth colour photo (gradients and a disc) that survives JPEG compression well."""
+    rows, columns = np.mgrid[0:height, 0:width]
+    photo = np.zeros((height, width, 3), dtype=np.uint8)
+    photo[..., 0] = (255 * rows / max(1, height - 1)).astype(np.uint8)
+    photo[..., 1] = (255 * columns / max(1, width - 1)).astype(np.uint8)
+    random = np.random.default_rng(seed)
+    centre_row, centre_column = random.uniform(0.3, 0.7) * height, random.uniform(0.3, 0.7) * width
+    disc = (rows - centre_row) ** 2 + (columns - centre_column) ** 2 < (min(height, width) / 3) ** 2
+    photo[..., 2] = np.where(disc, 220, 30)
+    return photo
+
+
+def write_photo(path: Path, photo: np.ndarray, image_format: str, mode: str | None = None, **options) -> Path:
+    picture = Image.fromarray(photo)
+    if mode:
+        picture = picture.convert(mode)
+    picture.save(path, format=image_format, **options)
+    return path
+
+
+def nearest_rows_columns(height: int, width: int, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Model-size row and column that each photo row and column copies under nearest neighbour."""
+    return (np.arange(height) * size) // height, (np.arange(width) * size) // width
+
+
+# --------------------------------------------------------------------------------------------
+# segment_image
+# --------------------------------------------------------------------------------------------
+
+
+def test_segment_image_returns_maps_at_the_photo_size(tmp_path: Path, model_path: Path) -> None:
+    path = write_photo(tmp_path / "odd.jpg", painted_photo(45, 70), "JPEG")
+    result = predict.segment_image(path, model_path=model_path, num_clusters=4)
+
+    assert result.size == (45, 70)
+    assert result.mask.shape == (45, 70) and result.mask.dtype == np.uint8
+    assert result.clusters.shape == (45, 70) and result.clusters.dtype == np.int32
+    assert result.overlay.shape == (45, 70, 3) and result.overlay.dtype == np.uint8
+    assert set(np.unique(result.mask)) <= {0, 1, 2}
+    # Enlarging 32 x 32 to 45 x 70 keeps every model pixel, so all four clusters are visible.
+    assert set(np.unique(result.clusters)) == {0, 1, 2, 3}
+    assert result.image_size == MODEL_SIZE and result.num_clusters == 4
+
+    assert result.probabilities.shape == (MODEL_SIZE, MODEL_SIZE, config.NUM_CLASSES)
+    np.testing.assert_allclose(result.probabilities.sum(axis=-1), 1.0, atol=1e-5)
+    # The mask is the model-size argmax, each photo pixel copying its nearest model pixel.
+    rows, columns = nearest_rows_columns(45, 70, MODEL_SIZE)
+    small_mask = np.argmax(result.probabilities, axis=-1)
+    np.testing.assert_array_equal(result.mask, small_mask[rows][:, columns])
+
+
+def test_clusters_are_numbered_by_size_and_repeatable(model) -> None:
+    photo = painted_photo(64, 96, seed=3)
+    result = predict.segment_image(photo, model=model, num_clusters=3, tta_flip=False)
+    # Recover the model-size map from the first photo pixel copying each model pixel.
+    rows, columns = nearest_rows_columns(64, 96, MODEL_SIZE)
+    first_row = np.searchsorted(rows, np.arange(MODEL_SIZE))
+    first_column = np.searchsorted(columns, np.arange(MODEL_SIZE))
+    small_clusters = result.clusters[first_row][:, first_column]
+    counts = np.bincount(small_clusters.ravel(), minlength=3)
+    assert list(counts) == sorted(counts, reverse=True)
+
+    again = predict.segment_image(photo, model=model, num_clusters=3, tta_flip=False)
+    np.testing.assert_array_equal(again.clusters, result.clusters)
+
+
+def test_float_array_and_tta_flip(model) -> None:
+    photo = painted_photo(40, 40)
+    from_uint8 = predict.segment_image(photo, model=model, num_clusters=2, tta_flip=True)
+    from_float = predict.segment_image(photo / 255.0, model=model, num_clusters=2, tta_flip=True)
+    np.testing.assert_array_equal(from_float.mask, from_uint8.mask)
+    plain = predict.segment_image(photo, model=model, num_clusters=2, tta_flip=False)
+    # The flip average of an untrained model differs from the plain prediction.
+    assert not np.allclose(plain.probabilities, from_uint8.probabilities)
+
+
+def test_default_number_of_clusters_comes_from_clustering_metrics(model, empty_artifacts: Path) -> None:
+    photo = painted_photo(40, 50)
+    assert predict.segment_image(photo, model=model).num_clusters == predict.DEFAULT_NUM_CLUSTERS
+    config.write_json(empty_artifacts / predict.CLUSTERING_METRICS_FILE, {"chosen_k": 5})
+    result = predict.segment_image(photo, model=model)
+    assert result.num_clusters == 5
+    assert set(np.unique(result.clusters)) == set(range(5))
+    (empty_artifacts / predict.CLUSTERING_METRICS_FILE).write_text(json.dumps({"chosen_k": "many"}))
+    with pytest.warns(RuntimeWarning, match="chosen_k"):
+        assert predict.default_num_clusters() == predict.DEFAULT_NUM_CLUSTERS
+
+
+@pytest.mark.parametrize("bad_k", [0, -2, 2.5, True])
+def test_invalid_number_of_clusters(model, bad_k) -> None:
+    with pytest.raises(ValueError, match="num_clusters"):
+        predict.segment_image(painted_photo(40, 40), model=model, num_clusters=bad_k)
+
+
+def test_missing_model_names_the_training_notebook(tmp_path: Path) -> None:
+    path = write_photo(tmp_path / "cat.png", painted_photo(40, 40), "PNG")
+    with pytest.raises(config.MissingArtifactError, match="03_training.ipynb"):
+        predict.segment_image(path)
+    with pytest.raises(config.MissingArtifactError, match="03_training.ipynb"):
+        predict.segment_image(path, model_path=tmp_path / "nowhere.keras")
+
+
+def test_large_photo_comes_back_at_full_size(tmp_path: Path, model) -> None:
+    height, width = 3000, 4000
+    path = write_photo(tmp_path / "large.jpg", painted_photo(height, width), "JPEG", quality=90)
+    result = predict.segment_image(path, model=model, num_clusters=3, tta_flip=False)
+    assert result.mask.shape == (height, width)
+    assert result.clusters.shape == (height, width)
+    assert result.overlay.shape == (height, width, 3)
+    rows, columns = nearest_rows_columns(height, width, MODEL_SIZE)
+    np.testing.assert_array_equal(result.mask, np.argmax(result.probabilities, axis=-1)[rows][:, columns])
+
+    written = predict.save_outputs(result, tmp_path / "out", "large")
+    for path in written.values():
+        with Image.open(path) as picture:
+            assert picture.size == (width, height)
+
+
+# --------------------------------------------------------------------------------------------
+# The full-size overlay, painted band by band
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("thickness", [1, 2, 5])
+def test_banded_overlay_equals_the_whole_image_overlay(monkeypatch: pytest.MonkeyPatch, thickness) -> None:
+    random = np.random.default_rng(thickness)
+    height, width = 97, 61
+    blocks = random.integers(0, 3, (7, 5)).astype(np.uint8)
+    mask = cv2.resize(blocks, (width, height), interpolation=cv2.INTER_NEAREST)
+    cv2.line(mask, (0, 5), (width - 1, 90), 2, 1)  # a thin diagonal region crossing every band
+    photo = random.integers(0, 256, (height, width, 3), dtype=np.uint8)
+    expected = visualization.overlay(photo, mask, contour_thickness=thickness)
+    for rows_per_band in (1, 3, 10, 40):
+        monkeypatch.setattr(predict, "BAND_PIXELS", rows_per_band * width)
+        np.testing.assert_array_equal(predict._overlay_full_size(photo, mask, thickness), expected)
+
+
+def test_outline_thickness_grows_with_the_photo() -> None:
+    assert predict.outline_thickness(45, 70) == 1
+    assert predict.outline_thickness(3000, 4000) == 4
+    assert predict.outline_thickness(8000, 6000) == 8
+
+
+# --------------------------------------------------------------------------------------------
+# load_photo: formats and broken files
+# --------------------------------------------------------------------------------------------
+
+
+def test_png_named_jpg_is_read_exactly(tmp_path: Path) -> None:
+    photo = painted_photo(30, 40)
+    loaded = predict.load_photo(write_photo(tmp_path / "really_png.jpg", photo, "PNG"))
+    np.testing.assert_array_equal(loaded, photo)
+    assert loaded.flags.writeable
+
+
+def test_grayscale_rgba_and_16_bit_png(tmp_path: Path) -> None:
+    photo = painted_photo(30, 40)
+    grey = photo[..., 1]
+    loaded = predict.load_photo(write_photo(tmp_path / "grey.png", grey, "PNG"))
+    np.testing.assert_array_equal(loaded, np.repeat(grey[..., None], 3, axis=-1))
+
+    rgba = np.concatenate([photo, np.full((30, 40, 1), 7, np.uint8)], axis=-1)
+    loaded = predict.load_photo(write_photo(tmp_path / "rgba.png", rgba, "PNG"))
+    np.testing.assert_array_equal(loaded, photo)
+
+    # 16-bit values v * 257 are exactly the 8-bit values v.
+    wide = grey.astype(np.uint16) * 257
+    loaded = predict.load_photo(write_photo(tmp_path / "sixteen.png", wide, "PNG"))
+    np.testing.assert_array_equal(loaded[..., 0], grey)
+
+
+@pytest.mark.parametrize(("image_format", "mode"), [("JPEG", None), ("JPEG", "L"), ("JPEG", "CMYK")])
+def test_jpeg_colour_modes_stay_close_and_segment(tmp_path: Path, model, image_format, mode) -> None:
+    photo = painted_photo(45, 70)
+    path = write_photo(tmp_path / "photo.jpg", photo, image_format, mode)
+    loaded = predict.load_photo(path)
+    assert loaded.shape == (45, 70, 3) and loaded.dtype == np.uint8
+    if mode == "L":
+        grey = np.asarray(Image.fromarray(photo).convert("L"))
+        photo = np.repeat(grey[..., None], 3, axis=-1)
+    assert np.abs(loaded.astype(int) - photo).mean() < 6  # JPEG is lossy
+    result = predict.segment_image(path, model=model, num_clusters=2, tta_flip=False)
+    assert result.mask.shape == (45, 70)
+
+
+def test_gif_gives_its_first_frame(tmp_path: Path, model) -> None:
+    first = Image.fromarray(painted_photo(45, 70)).convert("P")
+    second = Image.fromarray(255 - painted_photo(45, 70)).convert("P")
+    path = tmp_path / "animated.jpg"
+    first.save(path, format="GIF", save_all=True, append_images=[second])
+    # A palette picture is stored without loss, so the first frame comes back exactly.
+    np.testing.assert_array_equal(predict.load_photo(path), np.asarray(first.convert("RGB")))
+    result = predict.segment_image(path, model=model, num_clusters=2, tta_flip=False)
+    assert result.overlay.shape == (45, 70, 3)
+
+
+def test_exif_orientation_is_applied(tmp_path: Path) -> None:
+    photo = painted_photo(30, 40)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 degrees clockwise to display"
+    path = write_photo(tmp_path / "rotated.png", photo, "PNG", exif=exif)
+    np.testing.assert_array_equal(predict.load_photo(path), np.rot90(photo, k=-1))
+
+
+def test_max_side_shrinks_while_keeping_the_aspect_ratio(tmp_path: Path) -> None:
+    path = write_photo(tmp_path / "big.jpg", painted_photo(300, 400), "JPEG")
+    assert predict.load_photo(path, max_side=100).shape == (75, 100, 3)
+    assert predict.load_photo(path, max_side=1000).shape == (300, 400, 3)
+    with pytest.raises(ValueError, match="max_side"):
+        predict.load_photo(path, max_side=0)
+
+
+def broken_file(kind: str, folder: Path) -> Path:
+    path = folder / f"broken_{kind}.jpg"
+    if kind == "text":
+        path.write_text("this is a shopping list, not a photo\n")
+    elif kind == "empty":
+        path.write_bytes(b"")
+    elif kind == "truncated":
+        buffer = io.BytesIO()
+        Image.fromarray(painted_photo(200, 200)).save(buffer, format="JPEG")
+        path.write_bytes(buffer.getvalue()[:2000])
+    elif kind == "heic":
+        path = folder / "IMG_0001.HEIC"
+        path.write_bytes(b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + bytes(64))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("kind", "explanation"),
+    [
+        ("text", "cannot be read as an image; convert it to JPEG or PNG"),
+        ("empty", "empty"),
+        ("truncated", "truncated"),
+        ("missing", "does not exist"),
+        ("heic", "HEIC"),
+    ],
+)
+def test_broken_files_raise_photo_error_naming_the_file(tmp_path: Path, kind, explanation) -> None:
+    path = broken_file(kind, tmp_path)
+    with pytest.raises(predict.PhotoError, match=explanation) as caught:
+        predict.load_photo(path)
+    assert path.name in str(caught.value)
+    assert isinstance(caught.value, ValueError)
+
+
+def test_photos_above_the_pixel_limit_are_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = write_photo(tmp_path / "huge.png", painted_photo(45, 70), "PNG")
+    limit_before = Image.MAX_IMAGE_PIXELS
+    # 45 x 70 = 3150 pixels: above a limit of 3000 (our own check) and of 1000 (Pillow's refusal).
+    for limit in (3000, 1000):
+        monkeypatch.setattr(predict, "MAX_PHOTO_PIXELS", limit)
+        with pytest.raises(predict.PhotoError, match="megapixel limit") as caught:
+            predict.load_photo(path)
+        assert "huge.png" in str(caught.value)
+    assert Image.MAX_IMAGE_PIXELS == limit_before
+    monkeypatch.setattr(predict, "MAX_PHOTO_PIXELS", 3150)
+    assert predict.load_photo(path).shape == (45, 70, 3)
+
+
+# --------------------------------------------------------------------------------------------
+# save_outputs
+# --------------------------------------------------------------------------------------------
+
+
+def read_rgb(path: Path) -> np.ndarray:
+    with Image.open(path) as picture:
+        return np.asarray(picture.convert("RGB"))
+
+
+def test_save_outputs_writes_the_four_pictures(tmp_path: Path) -> None:
+    blocks = np.array([[0, 1, 2], [2, 1, 0]], dtype=np.uint8)
+    mask = cv2.resize(blocks, (70, 45), interpolation=cv2.INTER_NEAREST)
+    clusters = cv2.resize(blocks.astype(np.int32) + 3, (70, 45), interpolation=cv2.INTER_NEAREST)
+    overlay = painted_photo(45, 70)
+    result = predict.SegmentationResult(mask, clusters, overlay, None, image_size=32, num_clusters=6)
+    written = predict.save_outputs(result, tmp_path / "out", "cat")
+    assert {name: path.name for name, path in written.items()} == {
+        "mask": "cat_mask.png",
+        "clusters": "cat_clusters.png",
+        "overlay": "cat_overlay.jpg",
+        "mask_labels": "cat_mask_labels.png",
+    }
+    painted = read_rgb(written["mask"])
+    assert painted.shape == (45, 70, 3)
+    # Rows 0 and 23, columns 0, 24 and 48 lie in the six blocks: one colour per block.
+    np.testing.assert_array_equal(painted[::23, ::24], visualization.CLASS_COLORS[blocks])
+    np.testing.assert_array_equal(painted, visualization.colorize_mask(mask))
+    np.testing.assert_array_equal(read_rgb(written["clusters"]), visualization.CLUSTER_COLORS[clusters])
+    with Image.open(written["mask_labels"]) as labels:
+        assert labels.mode == "L"
+        np.testing.assert_array_equal(np.asarray(labels), mask)
+    decoded = read_rgb(written["overlay"])
+    # JPEG is lossy, but a smooth picture comes back close, and far from its red-blue swap.
+    assert np.abs(decoded.astype(int) - overlay).mean() < 6
+    assert np.abs(decoded.astype(int) - overlay[..., ::-1]).mean() > 40
+    assert not list((tmp_path / "out").glob(".*.tmp"))  # atomic writes leave no temporary files
+
+
+@pytest.mark.parametrize("bad_stem", ["", "a/b", ".."])
+def test_save_outputs_refuses_stems_with_folders(tmp_path: Path, model, bad_stem) -> None:
+    result = predict.segment_image(painted_photo(40, 40), model=model, num_clusters=2, tta_flip=False)
+    with pytest.raises(ValueError, match="stem"):
+        predict.save_outputs(result, tmp_path, bad_stem)
+
+
+# --------------------------------------------------------------------------------------------
+# Command line
+# --------------------------------------------------------------------------------------------
+
+
+def test_main_numbers_repeated_names_and_reports_bad_photos(
+    tmp_path: Path, model_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+    first = write_photo(tmp_path / "a" / "cat.jpg", painted_photo(40, 50), "JPEG")
+    second = write_photo(tmp_path / "b" / "cat.png", painted_photo(50, 40), "PNG")
+    broken = broken_file("text", tmp_path)
+    out = tmp_path / "out"
+    code = predict.main([str(first), str(broken), str(second), "--out", str(out), "--model", str(model_path)])
+    assert code == 2
+    captured = capsys.readouterr()
+    assert len(captured.out.splitlines()) == 2
+    assert broken.name in captured.err and "Traceback" not in captured.err
+    assert (out / "cat_overlay.jpg").is_file() and (out / "cat_2_overlay.jpg").is_file()
+    with Image.open(out / "cat_2_mask.png") as picture:
+        assert picture.size == (40, 50)
+
+
+def test_main_returns_zero_when_every_photo_works(
+    tmp_path: Path, model_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    photo = write_photo(tmp_path / "cat.jpg", painted_photo(40, 50), "JPEG")
+    assert predict.main([str(photo), "--out", str(tmp_path / "out"), "--model", str(model_path)]) == 0
+    assert capsys.readouterr().err == ""
+    with Image.open(tmp_path / "out" / "cat_mask_labels.png") as picture:
+        assert picture.size == (50, 40)
+
+
+def test_main_rejects_a_bad_cluster_count(tmp_path: Path) -> None:
+    with pytest.raises(SystemExit) as caught:
+        predict.main(["photo.jpg", "--out", str(tmp_path), "--clusters", "0"])
+    assert caught.value.code == 2
+
+
+def run_cli(arguments: list[str], artifacts: Path, cwd: Path) -> subprocess.CompletedProcess:
+    environment = {**os.environ, config.ARTIFACTS_ENV: str(artifacts)}
+    return subprocess.run(
+        [sys.executable, "-m", "unet_clustering.predict", *arguments],
+        capture_output=True,
+        text=True,
+        env=environment,
+        cwd=cwd,
+        timeout=120,
+    )
+
+
+def error_lines(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if line.startswith("unet-clustering-predict: error:")]
+
+
+def test_cli_writes_pictures_and_reports_a_non_image(
+    tmp_path: Path, model_path: Path, empty_artifacts: Path
+) -> None:
+    good = write_photo(tmp_path / "dog.jpg", painted_photo(45, 70), "JPEG")
+    text = broken_file("text", tmp_path)
+    out = tmp_path / "out"
+    arguments = [str(good), str(text), "--out", str(out), "--model", str(model_path), "--clusters", "3"]
+    finished = run_cli(arguments, empty_artifacts, tmp_path)
+
+    names = ["dog_mask.png", "dog_clusters.png", "dog_overlay.jpg", "dog_mask_labels.png"]
+    assert sorted(path.name for path in out.iterdir()) == sorted(names)
+    assert finished.stdout.count("\n") == 1 and all(name in finished.stdout for name in names)
+    # The good photo is done; the text file is reported in one line, without a traceback.
+    assert finished.returncode == 2
+    assert "Traceback" not in finished.stderr
+    [line] = error_lines(finished.stderr)
+    assert text.name in line and "convert it to JPEG or PNG" in line
+
+
+def test_cli_without_a_model_names_the_training_notebook(tmp_path: Path, empty_artifacts: Path) -> None:
+    good = write_photo(tmp_path / "dog.jpg", painted_photo(45, 70), "JPEG")
+    finished = run_cli([str(good), "--out", str(tmp_path / "out")], empty_artifacts, tmp_path)
+    assert finished.returncode == 2
+    assert "Traceback" not in finished.stderr
+    [line] = error_lines(finished.stderr)
+    assert "03_training.ipynb" in line
+    assert not (tmp_path / "out").exists()
