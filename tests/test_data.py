@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import GOOD_TEST, GOOD_TRAIN, REENCODED, SKIPPED, make_pets_folder
+from synthetic_pets import GOOD_TEST, GOOD_TRAIN, REENCODED, SKIPPED, make_pets_folder
 
 from unet_clustering import config, data
 
@@ -166,7 +166,7 @@ def test_colour_jitter_changes_the_image_only() -> None:
 
 
 def synthetic_examples(count: int = 6) -> tf.data.Dataset:
-    from conftest import paint_example
+    from synthetic_pets import paint_example
 
     pairs = [paint_example(seed) for seed in range(count)]
     return tf.data.Dataset.from_tensor_slices(
@@ -247,7 +247,7 @@ def run_cli(*arguments: str, env: dict[str, str]) -> subprocess.CompletedProcess
 def test_offline_without_a_local_copy_fails_fast_with_both_remedies(tmp_path: Path) -> None:
     env = {key: value for key, value in os.environ.items() if key != data.SOURCE_ENV}
     env["TFDS_DATA_DIR"] = str(tmp_path / "tfds")
-    # The download host is made unreachable the same way on every machine: DNS points nowhere.
+    # The download host is made unreachable the same way on every machine: a closed local port.
     env["UNET_DATASET_PROBE"] = f"127.0.0.1:{closed_port()}"
     result = run_cli(env=env)
     assert result.returncode == 2, result.stderr
@@ -271,3 +271,15 @@ def test_cli_prints_one_json_line(prepared: data.DataSource, pets_folder: Path) 
     assert line["source"] == "local-folder"
     assert line["splits"] == {"train": len(GOOD_TRAIN) + len(REENCODED), "test": len(GOOD_TEST)}
     assert line["skipped"] == len(SKIPPED) + 1 and line["reencoded"] == len(REENCODED)
+
+
+def test_after_an_offline_failure_a_local_copy_works_without_clean_up(
+    tmp_path: Path, pets_folder: Path
+) -> None:
+    env = {key: value for key, value in os.environ.items() if key != data.SOURCE_ENV}
+    env.update(TFDS_DATA_DIR=str(tmp_path / "tfds"), UNET_DATASET_PROBE=f"127.0.0.1:{closed_port()}")
+    env["UNET_TFDS_DIR"] = str(tmp_path / "prepared")
+    assert run_cli(env=env).returncode == 2
+    result = run_cli(env={**env, data.SOURCE_ENV: str(pets_folder)})
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout.strip().splitlines()[-1])["splits"]["test"] == len(GOOD_TEST)

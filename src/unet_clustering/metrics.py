@@ -372,9 +372,9 @@ def _batches(data, batch_size: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
 
 
 def _predict_logits(model, images: np.ndarray) -> np.ndarray:
-    if hasattr(model, "predict_on_batch"):
-        return np.asarray(model.predict_on_batch(images))
-    return np.asarray(ops.convert_to_numpy(model(images)))
+    # A direct call, not predict_on_batch: under a tf.distribute strategy the latter returns one
+    # copy of the batch per replica.
+    return np.asarray(ops.convert_to_numpy(model(images, training=False)))
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:

@@ -144,21 +144,37 @@ class OneCycle(keras.optimizers.schedules.LearningRateSchedule):
         }
 
 
-def learning_rate_schedule(kind: str, learning_rate: float, total_steps: int, warmup_fraction: float = 0.05):
+#: Fraction of the steps spent warming up when ``learning_rate_schedule`` is not told.
+DEFAULT_WARMUP_FRACTIONS = {"cosine": 0.05, "one-cycle": 0.3}
+
+
+def learning_rate_schedule(
+    kind: str, learning_rate: float, total_steps: int, warmup_fraction: float | None = None
+):
     """A learning-rate schedule over ``total_steps`` optimizer steps.
 
-    * ``"cosine"``: a short linear warm-up, then cosine decay to 1 % of ``learning_rate``;
-    * ``"one-cycle"``: :class:`OneCycle`;
+    * ``"cosine"``: a linear warm-up from ``learning_rate / 10`` to ``learning_rate`` over
+      ``warmup_fraction`` of the steps, then cosine decay to 1 % of ``learning_rate``;
+    * ``"one-cycle"``: :class:`OneCycle`, peaking after ``warmup_fraction`` of the steps;
     * ``"constant"``: ``learning_rate`` throughout.
+
+    ``warmup_fraction=None`` uses the schedule's own default (``DEFAULT_WARMUP_FRACTIONS``).
+    Taught in ``03_training``.
     """
     if kind not in SCHEDULES:
         raise ValueError(f"schedule must be one of {SCHEDULES}; got {kind!r}.")
     if total_steps < 1:
         raise ValueError(f"total_steps must be at least 1; got {total_steps}.")
+    if not learning_rate > 0:
+        raise ValueError(f"learning_rate must be > 0; got {learning_rate!r}.")
     if kind == "constant":
         return learning_rate
+    if warmup_fraction is None:
+        warmup_fraction = DEFAULT_WARMUP_FRACTIONS[kind]
+    if not 0 <= warmup_fraction < 1:
+        raise ValueError(f"warmup_fraction must be in [0, 1); got {warmup_fraction!r}.")
     if kind == "one-cycle":
-        return OneCycle(learning_rate, total_steps)
+        return OneCycle(learning_rate, total_steps, warmup_fraction=warmup_fraction)
     warmup_steps = int(warmup_fraction * total_steps)
     return keras.optimizers.schedules.CosineDecay(
         initial_learning_rate=learning_rate / 10 if warmup_steps else learning_rate,
@@ -282,6 +298,34 @@ class BestModelCheckpoint(keras.callbacks.Callback):
             )
 
 
+class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
+    """Keras' ``BackupAndRestore`` whose backup files are replaced atomically.
+
+    Keras writes the backup weights straight over the previous ones, so a run killed while
+    writing them (likely when backing up every step) leaves a half-written file that every later
+    attempt fails to read. Here the weights go to a hidden temporary file that is then renamed
+    into place, and the epoch counter is written with :func:`config.write_json`: a kill leaves
+    the previous backup or the new one, never a broken one. Taught in ``03_training``.
+    """
+
+    def _save_model(self) -> None:
+        folder = Path(self.backup_dir)
+        folder.mkdir(parents=True, exist_ok=True)
+        weights_path = Path(self._weights_path)
+        # save_weights insists on the ".weights.h5" ending, so the prefix marks the file as partial.
+        partial = weights_path.with_name(f".partial.{weights_path.name}")
+        try:
+            self.model.save_weights(str(partial), overwrite=True)
+            os.replace(partial, weights_path)
+        except BaseException:
+            partial.unlink(missing_ok=True)
+            raise
+        config.write_json(
+            Path(self._training_metadata_path),
+            {"epoch": self._current_epoch, "batch": self._last_batch_seen},
+        )
+
+
 def make_callbacks(
     run_dir: Path,
     model_path: Path,
@@ -293,17 +337,23 @@ def make_callbacks(
     """Callbacks of a training run (taught in ``03_training``).
 
     * :class:`BestModelCheckpoint` keeps the best model by validation foreground IoU;
-    * ``BackupAndRestore`` saves the training state every epoch (or every
-      ``backup_every_steps`` steps), so a killed run started again resumes where it stopped;
-    * ``EarlyStopping`` ends training after ``patience`` epochs without improvement;
     * ``CSVLogger`` appends each epoch's logs to ``history.csv``;
-    * ``TensorBoard`` on request, logging to ``run_dir/tensorboard``.
+    * ``EarlyStopping`` ends training after ``patience`` epochs without improvement;
+    * ``TensorBoard`` on request, logging to ``run_dir/tensorboard``;
+    * :class:`AtomicBackupAndRestore` saves the training state every epoch (or every
+      ``backup_every_steps`` steps), so a killed run started again resumes where it stopped.
+
+    The backup comes last: an epoch counts as done only once its row and best model are written,
+    so a run killed in between repeats that epoch (its old row is then dropped, see
+    :func:`read_history`) instead of losing it.
     """
+    if backup_every_steps is not None and backup_every_steps < 1:
+        raise ValueError(
+            f"backup_every_steps must be a positive number of steps, or None to back up every epoch; "
+            f"got {backup_every_steps!r}."
+        )
     run_dir = Path(run_dir)
     callbacks: list[keras.callbacks.Callback] = [
-        keras.callbacks.BackupAndRestore(
-            str(run_dir / BACKUP_FOLDER), save_freq=backup_every_steps or "epoch", delete_checkpoint=True
-        ),
         BestModelCheckpoint(model_path, run_dir / STATE_FILE, resume=resume),
         keras.callbacks.CSVLogger(str(run_dir / HISTORY_FILE), append=True),
     ]
@@ -311,6 +361,11 @@ def make_callbacks(
         callbacks.append(keras.callbacks.EarlyStopping(monitor=MONITOR, mode="max", patience=patience))
     if tensorboard:
         callbacks.append(keras.callbacks.TensorBoard(log_dir=str(run_dir / "tensorboard")))
+    callbacks.append(
+        AtomicBackupAndRestore(
+            str(run_dir / BACKUP_FOLDER), save_freq=backup_every_steps or "epoch", delete_checkpoint=True
+        )
+    )
     return callbacks
 
 
@@ -350,14 +405,18 @@ def fit(
 
     ``run_dir`` defaults to the artifacts folder. If an earlier run in the same folder was
     interrupted, training resumes from its last backup instead of starting over. The history
-    returned (and ``history.csv``) covers every epoch, resumed ones included.
+    returned (and ``history.csv``) covers every epoch, resumed ones included, once each: an epoch
+    that was interrupted and run again keeps only the row of its last run.
     """
     run_dir = Path(run_dir) if run_dir is not None else config.artifacts_dir()
     run_dir.mkdir(parents=True, exist_ok=True)
     model_path = run_dir / MODEL_FILE
-    resume = (run_dir / BACKUP_FOLDER).exists() and any((run_dir / BACKUP_FOLDER).iterdir())
+    history_path = run_dir / HISTORY_FILE
+    backup = run_dir / BACKUP_FOLDER
+    # Hidden files are temporaries of a backup that was being written when the run died.
+    resume = backup.is_dir() and any(not entry.name.startswith(".") for entry in backup.iterdir())
     if not resume:
-        for stale in (run_dir / HISTORY_FILE, run_dir / STATE_FILE):
+        for stale in (history_path, run_dir / STATE_FILE):
             stale.unlink(missing_ok=True)
     keras.utils.set_random_seed(config.get_seed(seed))
     callbacks = make_callbacks(
@@ -372,7 +431,8 @@ def fit(
     started = time.perf_counter()
     model.fit(train, validation_data=validation, epochs=epochs, callbacks=callbacks, verbose=verbose)
     train_s = time.perf_counter() - started
-    history = read_history(run_dir / HISTORY_FILE)
+    _drop_repeated_epochs(history_path)
+    history = read_history(history_path)
     epochs_run = len(history.get("epoch", []))
     epochs_this_call = max(1, len(model.history.history.get("loss", [])))
     return FitResult(
@@ -387,19 +447,54 @@ def fit(
     )
 
 
-def read_history(path: Path) -> dict[str, list[float]]:
-    """Read ``history.csv`` written by ``CSVLogger`` into ``{column: values}`` (epochs count from 0)."""
+def _history_rows(path: Path) -> tuple[list[str], list[dict[str, str]], bool]:
+    """The header of ``history.csv``, its rows (one per epoch, in order) and whether any repeated."""
     import csv
+
+    with Path(path).open(newline="") as stream:
+        reader = csv.DictReader(stream)
+        rows = list(reader)
+        header = list(reader.fieldnames or [])
+    # A resumed run repeats the epochs after its last backup, so an epoch may appear twice; its
+    # last row describes the weights training went on from.
+    by_epoch = {int(float(row["epoch"])): row for row in rows}
+    return header, [by_epoch[epoch] for epoch in sorted(by_epoch)], len(by_epoch) != len(rows)
+
+
+def _drop_repeated_epochs(path: Path) -> None:
+    """Rewrite ``history.csv`` (atomically) with one row per epoch if an epoch was run twice."""
+    import csv
+    import io
 
     path = Path(path)
     if not path.exists():
+        return
+    header, rows, repeated = _history_rows(path)
+    if not repeated:
+        return
+    buffer = io.StringIO()
+    # CSVLogger writes Excel-style CSV; the same dialect keeps later appended rows consistent.
+    writer = csv.DictWriter(buffer, fieldnames=header, dialect="excel")
+    writer.writeheader()
+    writer.writerows(rows)
+    config.atomic_write_bytes(path, buffer.getvalue().encode("utf-8"))
+
+
+def read_history(path: Path) -> dict[str, list[float]]:
+    """Read ``history.csv`` written by ``CSVLogger`` into ``{column: values}`` (epochs count from 0).
+
+    Each epoch appears once, in order, even if an interrupted run repeated it; values Keras
+    could not log (written ``NA``) read as NaN. Taught in ``03_training``.
+    """
+    path = Path(path)
+    if not path.exists():
         return {}
-    with path.open(newline="") as stream:
-        rows = list(csv.DictReader(stream))
-    columns: dict[str, list[float]] = {}
+    header, rows, _ = _history_rows(path)
+    columns: dict[str, list[float]] = {key: [] for key in header}
     for row in rows:
-        for key, value in row.items():
-            columns.setdefault(key, []).append(float(value) if value not in ("", None) else math.nan)
+        for key in header:
+            value = row.get(key)
+            columns[key].append(math.nan if value in ("", "NA", None) else float(value))
     return columns
 
 

@@ -1,0 +1,60 @@
+"""Notebooks run out of order stop at once and name the notebook that makes what they need."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionError
+
+from unet_clustering import config, unet
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_until_error(notebook: str, artifacts: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    monkeypatch.setenv(config.ARTIFACTS_ENV, str(artifacts))
+    monkeypatch.setenv(config.PROFILE_ENV, "smoke")
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    path = ROOT / "notebooks" / notebook
+    client = NotebookClient(
+        nbformat.read(path, as_version=4),
+        timeout=300,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(path.parent)}},
+    )
+    with pytest.raises(CellExecutionError) as caught:
+        client.execute()
+    return str(caught.value)
+
+
+def save_smoke_model(artifacts: Path) -> None:
+    profile = config.get_profile("smoke")
+    model = unet.build_unet(profile.image_size, base_filters=profile.base_filters, depth=profile.depth)
+    artifacts.mkdir(parents=True, exist_ok=True)
+    model.save(artifacts / "unet.keras")
+
+
+@pytest.mark.parametrize(
+    "notebook", ["04_feature_extraction.ipynb", "05_clustering.ipynb", "06_visualization.ipynb"]
+)
+def test_without_a_model_the_notebook_asks_for_03(notebook: str, tmp_path: Path, monkeypatch) -> None:
+    message = run_until_error(notebook, tmp_path, monkeypatch)
+    assert "MissingArtifactError" in message and "03_training.ipynb" in message
+
+
+@pytest.mark.parametrize(
+    ("notebook", "maker"),
+    [
+        ("05_clustering.ipynb", "04_feature_extraction.ipynb"),
+        ("06_visualization.ipynb", "05_clustering.ipynb"),
+    ],
+)
+def test_with_a_model_but_nothing_else_the_notebook_names_the_next_maker(
+    notebook: str, maker: str, tmp_path: Path, monkeypatch
+) -> None:
+    save_smoke_model(tmp_path)
+    message = run_until_error(notebook, tmp_path, monkeypatch)
+    assert "MissingArtifactError" in message and maker in message
