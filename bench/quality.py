@@ -29,6 +29,8 @@ def main() -> int:
     )
     parser.add_argument("--epochs", type=int, help="override the profile's epochs")
     parser.add_argument("--base-filters", type=int, help="override the profile's base filters")
+    parser.add_argument("--batch-size", type=int, help="override the profile's batch size")
+    parser.add_argument("--learning-rate", type=float, help="override the profile's peak learning rate")
     parser.add_argument("--loss", choices=metrics.LOSS_KINDS, help="override the profile's loss")
     parser.add_argument("--schedule", choices=training.SCHEDULES, help="override the profile's schedule")
     parser.add_argument("--no-tta", action="store_true", help="evaluate without flip test-time augmentation")
@@ -39,6 +41,8 @@ def main() -> int:
         config.get_profile(arguments.profile),
         epochs=arguments.epochs,
         base_filters=arguments.base_filters,
+        batch_size=arguments.batch_size,
+        learning_rate=arguments.learning_rate,
         loss=arguments.loss,
         schedule=arguments.schedule,
         tta_flip=False if arguments.no_tta else None,
@@ -74,6 +78,8 @@ def main() -> int:
         "parameters": best.count_params(),
         "image_size": profile.image_size,
         "base_filters": profile.base_filters,
+        "batch_size": profile.batch_size,
+        "learning_rate": profile.learning_rate,
         "loss": profile.loss,
         "schedule": profile.schedule,
         "tta_flip": profile.tta_flip,

@@ -502,3 +502,16 @@ def test_describe_clusters_reports_class_mix_brightness_and_texture() -> None:
     assert rows[1]["texture"] > rows[0]["texture"]
     with pytest.raises(ValueError, match="same"):
         clustering.describe_clusters(cluster_maps, masks[:1], images)
+
+
+def test_region_colour_features_average_inside_the_region_or_the_whole_image() -> None:
+    images = np.zeros((2, 2, 2, 3), np.float32)
+    images[0, 0, 0] = [1.0, 0.0, 0.0]  # one red pixel in a black image
+    images[1] = 0.5
+    regions = np.zeros((2, 2, 2), bool)
+    regions[0, 0, :] = True  # the top row of image 0: one red, one black pixel
+    rgb = clustering.region_colour_features(images, regions, space="rgb")
+    np.testing.assert_allclose(rgb[0], [0.5, 0.0, 0.0, 0.5, 0.0, 0.0])
+    np.testing.assert_allclose(rgb[1], [0.5, 0.5, 0.5, 0.0, 0.0, 0.0])  # empty region: whole image
+    with pytest.raises(ValueError, match="one value per pixel"):
+        clustering.region_colour_features(images, regions[:, :1])

@@ -825,6 +825,25 @@ def describe_clusters(
     return rows
 
 
+def region_colour_features(images: np.ndarray, region_masks: np.ndarray, space: str = "lab") -> np.ndarray:
+    """Mean and standard deviation of each colour channel inside each image's region: ``(N, 6)``.
+
+    The colour baseline for clustering whole pets (``05_clustering``): what a pet's coat looks
+    like, without any learned features. An empty region falls back to the whole image.
+    """
+    colours = colour_features(images, space=space, per_image=True)
+    regions = np.asarray(region_masks).astype(bool).reshape(colours.shape[0], -1)
+    if regions.shape[1] != colours.shape[1]:
+        raise ValueError(
+            f"region_masks must have one value per pixel of images; got {np.asarray(region_masks).shape}."
+        )
+    rows = []
+    for image_colours, region in zip(colours, regions, strict=True):
+        inside = image_colours[region] if region.any() else image_colours
+        rows.append(np.concatenate([inside.mean(axis=0), inside.std(axis=0)]))
+    return np.stack(rows).astype(np.float32)
+
+
 def purity(cluster_labels: np.ndarray, true_labels: np.ndarray) -> float:
     """Fraction of points whose cluster's most common class is their own class.
 
