@@ -1,0 +1,73 @@
+"""config.py: profiles, artifact paths and atomic writes."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from unet_clustering import config
+
+
+def test_profile_comes_from_the_argument_then_the_environment_then_quick(monkeypatch) -> None:
+    monkeypatch.delenv(config.PROFILE_ENV, raising=False)
+    assert config.get_profile().name == "quick"
+    monkeypatch.setenv(config.PROFILE_ENV, " SMOKE ")
+    assert config.get_profile().name == "smoke"
+    assert config.get_profile("full").name == "full"
+    with pytest.raises(ValueError, match=r"Unknown profile 'huge'.*\['full', 'quick', 'smoke'\]"):
+        config.get_profile("huge")
+
+
+def test_profiles_grow_from_smoke_to_full() -> None:
+    smoke, quick, full = (config.get_profile(name) for name in ("smoke", "quick", "full"))
+    assert smoke.epochs < quick.epochs < full.epochs
+    assert smoke.base_filters < quick.base_filters < full.base_filters
+    for profile in (smoke, quick, full):
+        assert profile.image_size % 2**profile.depth == 0  # the U-Net can take the size
+
+
+def test_overrides_change_only_the_given_fields() -> None:
+    quick = config.get_profile("quick")
+    changed = config.with_overrides(quick, epochs=3, batch_size=None)
+    assert changed.epochs == 3 and changed.batch_size == quick.batch_size and quick.epochs != 3
+    with pytest.raises(ValueError, match="no field"):
+        config.with_overrides(quick, epoch=3)
+
+
+def test_missing_artifact_names_the_notebook_that_makes_it(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv(config.ARTIFACTS_ENV, str(tmp_path))
+    assert config.artifacts_dir() == tmp_path
+    for name, maker in config.ARTIFACT_MAKERS.items():
+        with pytest.raises(config.MissingArtifactError, match=maker):
+            config.require_artifact(name)
+    (tmp_path / "unet.keras").write_bytes(b"model")
+    assert config.require_artifact("unet.keras") == tmp_path / "unet.keras"
+
+
+def test_atomic_write_replaces_whole_files_with_ordinary_permissions(tmp_path: Path) -> None:
+    target = tmp_path / "sub" / "file.bin"
+    config.atomic_write_bytes(target, b"first")
+    config.atomic_write_bytes(target, b"second")
+    assert target.read_bytes() == b"second"
+    assert sorted(path.name for path in target.parent.iterdir()) == ["file.bin"]
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(target.stat().st_mode) == 0o666 & ~umask
+
+
+def test_a_failed_atomic_write_keeps_the_old_file(tmp_path: Path) -> None:
+    target = tmp_path / "file.bin"
+    config.atomic_write_bytes(target, b"old")
+    with pytest.raises(TypeError):
+        config.atomic_write_bytes(target, "not bytes")  # type: ignore[arg-type]
+    assert target.read_bytes() == b"old"
+    assert [path.name for path in tmp_path.iterdir()] == ["file.bin"]
+
+
+def test_json_round_trip_turns_numpy_values_into_plain_ones(tmp_path: Path) -> None:
+    path = config.write_json(tmp_path / "report.json", {"score": np.float32(0.5), "counts": np.arange(3)})
+    assert config.read_json(path) == {"score": 0.5, "counts": [0, 1, 2]}
