@@ -87,8 +87,10 @@ PROFILES: dict[str, Profile] = {
     "quick": Profile(
         name="quick",
         image_size=128,
-        batch_size=16,
-        epochs=30,
+        # Batch 8 gives twice the optimizer steps per epoch of batch 16 at nearly the same
+        # images/s on a CPU; on the sample it reached the same validation IoU in fewer epochs.
+        batch_size=8,
+        epochs=40,
         base_filters=16,
         depth=4,
         learning_rate=2e-3,
