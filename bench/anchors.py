@@ -120,16 +120,6 @@ class BenchData:
     augment: str
 
 
-def split_counts(num_train: int, num_test: int, profile: config.Profile) -> dict[str, int]:
-    """The counts of ``data.split_sizes``, repeated here because ``data.py`` needs TensorFlow."""
-    used_train = min(num_train, profile.max_train_examples or num_train)
-    validation = max(1, round(used_train * profile.validation_fraction))
-    if used_train - validation < 1:
-        raise ValueError(f"Only {used_train} training example(s): too few to keep a validation split.")
-    used_test = min(num_test, profile.max_test_examples or num_test)
-    return {"train": used_train - validation, "validation": validation, "test": used_test}
-
-
 def npz_image_size(path: Path) -> int:
     """Side of the images stored in an npz file from ``bench/make_npz.py``."""
     with np.load(path) as arrays:
@@ -155,7 +145,7 @@ def load_npz(path: Path, profile: config.Profile, seed: int) -> BenchData:
     for split in ("train", "test"):
         mask = arrays[f"{split}_masks"].astype(np.int32)
         masks[split] = mask[..., None] if mask.ndim == 3 else mask
-    counts = split_counts(len(images["train"]), len(images["test"]), profile)
+    counts = config.split_sizes(len(images["train"]), len(images["test"]), profile)
     fit_end = counts["train"]
     validation_end = fit_end + counts["validation"]
     return BenchData(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -17,3 +18,15 @@ def pets_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def prepared_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Where prepared tfds copies of the synthetic folder go during the test session."""
     return tmp_path_factory.mktemp("tfds")
+
+
+@pytest.fixture(scope="session")
+def bench_env(pets_folder: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """Environment for running a bench/ script on the synthetic copy under the smoke profile."""
+    return dict(
+        os.environ,
+        OXFORD_PETS_DIR=str(pets_folder),
+        UNET_TFDS_DIR=str(tmp_path_factory.mktemp("bench-tfds")),
+        UNET_PROFILE="smoke",
+        TF_CPP_MIN_LOG_LEVEL="2",
+    )

@@ -3,25 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def bench_env(pets_folder: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    return dict(
-        os.environ,
-        OXFORD_PETS_DIR=str(pets_folder),
-        UNET_TFDS_DIR=str(tmp_path_factory.mktemp("bench-tfds")),
-        UNET_PROFILE="smoke",
-        TF_CPP_MIN_LOG_LEVEL="2",
-    )
 
 
 def run_bench(script: str, *arguments: str, env: dict[str, str]) -> dict:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -43,17 +42,6 @@ THROUGHPUT_KEYS = {
     "pipeline_to_training_ratio",
     "backend",
 }
-
-
-@pytest.fixture(scope="module")
-def bench_env(pets_folder: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    return dict(
-        os.environ,
-        OXFORD_PETS_DIR=str(pets_folder),
-        UNET_TFDS_DIR=str(tmp_path_factory.mktemp("bench-anchors-tfds")),
-        UNET_PROFILE="smoke",
-        TF_CPP_MIN_LOG_LEVEL="2",
-    )
 
 
 def run_bench(script: str, *arguments: str, env: dict[str, str], returncode: int = 0) -> list[dict]:

@@ -202,11 +202,11 @@ def test_evaluation_pipelines_are_deterministic_and_unaugmented() -> None:
 
 def test_validation_comes_from_train_and_profiles_limit_sizes() -> None:
     quick = config.get_profile("quick")
-    assert data.split_sizes(300, 298, quick) == {"train": 270, "validation": 30, "test": 298}
+    assert config.split_sizes(300, 298, quick) == {"train": 270, "validation": 30, "test": 298}
     smoke = config.get_profile("smoke")
-    assert data.split_sizes(300, 298, smoke) == {"train": 32, "validation": 8, "test": 16}
+    assert config.split_sizes(300, 298, smoke) == {"train": 32, "validation": 8, "test": 16}
     with pytest.raises(ValueError, match="too few"):
-        data.split_sizes(1, 5, quick)
+        config.split_sizes(1, 5, quick)
 
 
 def test_make_datasets_on_the_synthetic_copy(

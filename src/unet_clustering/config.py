@@ -145,6 +145,20 @@ def get_profile(name: str | None = None) -> Profile:
     return PROFILES[chosen]
 
 
+def split_sizes(num_train: int, num_test: int, profile: Profile) -> dict[str, int]:
+    """How many examples go to fitting, validation (taken from train) and test under ``profile``.
+
+    Validation is the last ``validation_fraction`` of the (possibly limited) train split; the
+    test split is never used for it. Taught in ``01_data``.
+    """
+    used_train = min(num_train, profile.max_train_examples or num_train)
+    validation = max(1, round(used_train * profile.validation_fraction))
+    if used_train - validation < 1:
+        raise ValueError(f"Only {used_train} training example(s): too few to keep a validation split.")
+    used_test = min(num_test, profile.max_test_examples or num_test)
+    return {"train": used_train - validation, "validation": validation, "test": used_test}
+
+
 def get_seed(seed: int | None = None) -> int:
     """Return ``seed``, else ``$UNET_SEED``, else the project default."""
     if seed is not None:

@@ -604,16 +604,6 @@ class Datasets:
         }
 
 
-def split_sizes(num_train: int, num_test: int, profile: config.Profile) -> dict[str, int]:
-    """How many examples go to fitting, validation (taken from train) and test under ``profile``."""
-    used_train = min(num_train, profile.max_train_examples or num_train)
-    validation = max(1, round(used_train * profile.validation_fraction))
-    if used_train - validation < 1:
-        raise ValueError(f"Only {used_train} training example(s): too few to keep a validation split.")
-    used_test = min(num_test, profile.max_test_examples or num_test)
-    return {"train": used_train - validation, "validation": validation, "test": used_test}
-
-
 def make_datasets(
     profile: config.Profile | str | None = None,
     local_dir: str | os.PathLike | None = None,
@@ -632,7 +622,7 @@ def make_datasets(
     image_size = image_size or profile.image_size
     batch_size = batch_size or profile.batch_size
     (train_examples, test_examples), info, source = load(["train", "test"], local_dir=local_dir)
-    counts = split_sizes(info.splits["train"].num_examples, info.splits["test"].num_examples, profile)
+    counts = config.split_sizes(info.splits["train"].num_examples, info.splits["test"].num_examples, profile)
     fit_examples = train_examples.take(counts["train"])
     validation_examples = train_examples.skip(counts["train"]).take(counts["validation"])
     common = {
