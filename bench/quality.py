@@ -51,7 +51,7 @@ def main() -> int:
     # Progress (tfds, Keras) goes to stderr; stdout carries only the JSON line.
     with contextlib.redirect_stdout(sys.stderr):
         datasets = data.make_datasets(profile, seed=arguments.seed)
-        model = training.build_for_profile(profile, datasets.counts["train"])
+        model = training.build_for_profile(profile, datasets.counts["train"], seed=arguments.seed)
         with tempfile.TemporaryDirectory() as run_dir:
             result = training.fit(
                 model,

@@ -149,8 +149,9 @@ def test_missing_model_names_the_training_notebook(tmp_path: Path) -> None:
         predict.segment_image(path, model_path=tmp_path / "nowhere.keras")
 
 
-def test_large_photo_comes_back_at_full_size(tmp_path: Path, model) -> None:
-    height, width = 3000, 4000
+def test_an_8000_by_6000_photo_comes_back_at_full_size(tmp_path: Path, model) -> None:
+    # A 48-megapixel camera photo: it must fit in memory (measured by hand: about 1.5 GB peak).
+    height, width = 6000, 8000
     path = write_photo(tmp_path / "large.jpg", painted_photo(height, width), "JPEG", quality=90)
     result = predict.segment_image(path, model=model, num_clusters=3, tta_flip=False)
     assert result.mask.shape == (height, width)

@@ -218,13 +218,16 @@ def build_for_profile(
     profile: config.Profile,
     num_train_examples: int,
     strategy=None,
+    seed: int | None = None,
     **unet_options: Any,
 ) -> keras.Model:
     """Build the profile's U-Net and compile it with the profile's recipe, inside ``strategy.scope()``.
 
-    The schedule's length is the profile's epochs times the number of batches per epoch.
+    The schedule's length is the profile's epochs times the number of batches per epoch. The
+    random seed is set first, so the same ``seed`` gives the same initial weights.
     ``unet_options`` go to :func:`unet.build_unet` (for example ``dropout=0.1``).
     """
+    keras.utils.set_random_seed(config.get_seed(seed))
     steps_per_epoch = math.ceil(num_train_examples / profile.batch_size)
     scope = strategy.scope() if strategy is not None else contextlib.nullcontext()
     with scope:
