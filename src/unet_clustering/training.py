@@ -432,7 +432,10 @@ def fit(
     )
     checkpoint = next(callback for callback in callbacks if isinstance(callback, BestModelCheckpoint))
     started = time.perf_counter()
-    model.fit(train, validation_data=validation, epochs=epochs, callbacks=callbacks, verbose=verbose)
+    # The pipelines shuffle themselves (seeded); Keras' own shuffle does not apply to them.
+    model.fit(
+        train, validation_data=validation, epochs=epochs, callbacks=callbacks, verbose=verbose, shuffle=False
+    )
     train_s = time.perf_counter() - started
     _drop_repeated_epochs(history_path)
     history = read_history(history_path)
