@@ -23,6 +23,7 @@ import hashlib
 import io
 import json
 import os
+import shutil
 import socket
 import sys
 import tarfile
@@ -248,7 +249,7 @@ def prepare_local_copy(path: Path, data_dir: str | None = None) -> DataSource:
     builder = tfds.builder(DATASET_NAME, data_dir=data_dir)
     builder.download_and_prepare()
     # The prepared TFRecords hold everything; the archives and their extracted copies are spare.
-    _remove_tree(downloads)
+    shutil.rmtree(downloads, ignore_errors=True)
     report["prepared_splits"] = {name: split.num_examples for name, split in builder.info.splits.items()}
     config.write_json(report_path, report)
     return DataSource(
@@ -258,12 +259,6 @@ def prepare_local_copy(path: Path, data_dir: str | None = None) -> DataSource:
         report=report,
         prepare_s=time.perf_counter() - started,
     )
-
-
-def _remove_tree(folder: Path) -> None:
-    import shutil
-
-    shutil.rmtree(folder, ignore_errors=True)
 
 
 def _seed_download_cache(downloads: Path, archives: dict[str, bytes]) -> None:
