@@ -1,16 +1,50 @@
-"""The benchmark scripts run on a tiny setting and print valid JSON (figures are not asserted)."""
+"""Every bench/ script runs on a tiny setting and prints JSON lines.
+
+Figures are not asserted (timings vary from machine to machine); keys, counts and the settings
+that every line reports are.
+"""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
+ANCHOR_KEYS = {
+    "model",
+    "params",
+    "train_images_per_s",
+    "inference_images_per_s",
+    "train_s",
+    "epochs",
+    "fg_iou",
+    "fg_dice",
+    "mean_iou",
+    "pixel_accuracy",
+    "encoder_weights",
+    "backend",
+    "image_size",
+}
+THROUGHPUT_KEYS = {
+    "image_size",
+    "batch_size",
+    "params",
+    "train_images_per_s",
+    "inference_images_per_s",
+    "pipeline_images_per_s",
+    "pipeline_note",
+    "pipeline_to_training_ratio",
+    "backend",
+}
 
 
-def run_bench(script: str, *arguments: str, env: dict[str, str]) -> dict:
+def run_bench(script: str, *arguments: str, env: dict[str, str], returncode: int = 0) -> list[dict]:
     result = subprocess.run(
         [sys.executable, str(ROOT / "bench" / script), *arguments],
         capture_output=True,
@@ -19,21 +53,140 @@ def run_bench(script: str, *arguments: str, env: dict[str, str]) -> dict:
         timeout=600,
         cwd=ROOT,
     )
-    assert result.returncode == 0, result.stderr[-2000:]
-    lines = [line for line in result.stdout.splitlines() if line.strip()]
+    assert result.returncode == returncode, result.stderr[-2000:]
+    if returncode:
+        return [{"stderr": result.stderr}]
+    return [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
+
+
+def check_anchor_line(line: dict, model: str) -> None:
+    assert ANCHOR_KEYS <= set(line), sorted(ANCHOR_KEYS - set(line))
+    assert line["model"] == model and line["image_size"] == 64 and line["epochs"] == 1
+    for key in ("fg_iou", "fg_dice", "mean_iou", "pixel_accuracy"):
+        assert 0.0 <= line[key] <= 1.0, key
+    assert line["train_images_per_s"] > 0 and line["inference_images_per_s"] > 0
+
+
+def test_anchors_bench_trains_the_unet_and_the_keras_io_model_on_tfds(bench_env):
+    lines = run_bench("anchors.py", "--epochs", "1", "--models", "unet,keras_io", env=bench_env)
+    assert [line["model"] for line in lines] == ["unet", "keras_io"]
+    for line in lines:
+        check_anchor_line(line, line["model"])
+        assert line["encoder_weights"] is None and line["train_encoder"] is None
+        assert line["source"] == "local-folder"
+    # The published count of the keras.io model, and the same data for both models.
+    assert lines[1]["params"] == 2_058_979
+    assert lines[0]["test_images"] == lines[1]["test_images"] > 0
+    assert lines[0]["train_images"] == lines[1]["train_images"] > 0
+
+
+def test_make_npz_then_anchors_bench_reads_it_without_tfds(bench_env, tmp_path):
+    npz_path = tmp_path / "pets-64.npz"
+    (described,) = run_bench("make_npz.py", "--image-size", "64", "--output", str(npz_path), env=bench_env)
+    with np.load(npz_path) as arrays:
+        assert arrays["train_images"].dtype == np.uint8 and arrays["train_images"].shape[1:] == (64, 64, 3)
+        assert arrays["test_masks"].shape == (described["test_images"], 64, 64)
+        assert set(np.unique(arrays["train_masks"])) <= {0, 1, 2}
+    lines = run_bench(
+        "anchors.py",
+        *("--epochs", "1", "--npz", str(npz_path), "--models", "tf_tutorial", "--pretrained", "no"),
+        env=bench_env,
+    )
+    (line,) = lines
+    check_anchor_line(line, "tf_tutorial")
+    assert line["encoder_weights"] == "random" and line["source"].startswith("npz")
+    # Frozen random features are useless, so "auto" trains a randomly initialised encoder.
+    assert line["train_encoder"] is True and line["trainable_params"] > 4_660_323
+    assert line["test_images"] == described["test_images"]
+
+
+def test_anchors_bench_rejects_a_wrong_size_for_the_npz(bench_env, tmp_path):
+    npz_path = tmp_path / "tiny.npz"
+    images = np.zeros((4, 32, 32, 3), np.uint8)
+    masks = np.zeros((4, 32, 32), np.uint8)
+    np.savez(npz_path, train_images=images, train_masks=masks, test_images=images, test_masks=masks)
+    (failure,) = run_bench(
+        "anchors.py", "--npz", str(npz_path), "--image-size", "64", env=bench_env, returncode=1
+    )
+    assert "32 px images" in failure["stderr"] and "make_npz.py --image-size 64" in failure["stderr"]
+
+
+def test_throughput_bench_quick_reports_model_and_pipeline_rates(bench_env):
+    (line,) = run_bench("throughput.py", "--quick", env=bench_env)
+    assert THROUGHPUT_KEYS <= set(line), sorted(THROUGHPUT_KEYS - set(line))
+    assert (line["image_size"], line["batch_size"], line["steps"]) == (64, 8, 2)
+    assert line["train_images_per_s"] > 0 and line["inference_images_per_s"] > 0
+    assert line["pipeline_images_per_s"] > 0
+    ratio = line["pipeline_images_per_s"] / line["train_images_per_s"]
+    assert line["pipeline_to_training_ratio"] == pytest.approx(ratio, rel=0.05)
+
+
+def test_throughput_bench_rejects_sizes_the_unet_cannot_take(bench_env):
+    # The smoke U-Net has depth 3, so sizes must be multiples of 8.
+    (failure,) = run_bench("throughput.py", "--sizes", "60", env=bench_env, returncode=2)
+    assert "multiples of 8" in failure["stderr"]
+
+
+def _load_anchors_bench():
+    spec = importlib.util.spec_from_file_location("anchors_bench", ROOT / "bench" / "anchors.py")
+    module = importlib.util.module_from_spec(spec)
+    # dataclasses look their module up in sys.modules while the class is created.
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_flip_batches_mirror_image_and_mask_together():
+    bench = _load_anchors_bench()
+    count, side = 10, 4
+    # Pixel (row, column) of image n holds 10 * n + column and its mask holds the column, so each
+    # image can be traced back to its index, and a mirrored pair is recognisable.
+    columns = np.arange(side)
+    images = np.broadcast_to(
+        (10 * np.arange(count)[:, None, None, None] + columns[None, None, :, None]).astype(np.float32),
+        (count, side, side, 3),
+    ).copy()
+    masks = np.broadcast_to(columns.astype(np.int32)[None, None, :, None], (count, side, side, 1)).copy()
+
+    batches = bench.FlipBatches(images, masks, batch_size=4, augment=True, seed=0)
+    assert len(batches) == 3  # 4 + 4 + 2 images
+    seen_flips = []
+    for _epoch in range(3):
+        indices = []
+        for index in range(len(batches)):
+            batch_images, batch_masks = batches[index]
+            for image, mask in zip(batch_images, batch_masks, strict=True):
+                original = int(image.min()) // 10
+                indices.append(original)
+                image_columns = image[0, :, 0] - 10 * original
+                # Image and mask carry the same column order: both mirrored, or neither.
+                np.testing.assert_array_equal(image_columns, mask[0, :, 0])
+                assert list(image_columns) in (list(columns), list(columns[::-1]))
+                seen_flips.append(bool(image_columns[0] == side - 1))
+        assert sorted(indices) == list(range(count))  # each image once per epoch
+        batches.on_epoch_end()
+    assert set(seen_flips) == {True, False}
+
+    validation = bench.FlipBatches(images, masks, batch_size=4, augment=False, seed=0)
+    np.testing.assert_array_equal(validation[0][0], images[:4])
+    np.testing.assert_array_equal(validation[2][1], masks[8:])
+
+
+def single_line(script: str, *arguments: str, env: dict[str, str]) -> dict:
+    lines = run_bench(script, *arguments, env=env)
     assert len(lines) == 1, f"expected one JSON line on stdout, got {lines}"
-    return json.loads(lines[0])
+    return lines[0]
 
 
 def test_pipeline_bench_prints_images_per_second(bench_env: dict[str, str]) -> None:
-    line = run_bench("pipeline.py", "--epochs", "2", env=bench_env)
+    line = single_line("pipeline.py", "--epochs", "2", env=bench_env)
     assert line["benchmark"] == "pipeline" and line["image_size"] == 64
     assert line["images_per_epoch"] > 0 and line["images_per_s"] > 0
 
 
 def test_quality_bench_prints_test_metrics_reproducibly(bench_env: dict[str, str]) -> None:
-    line = run_bench("quality.py", "--epochs", "1", "--seed", "3", env=bench_env)
-    again = run_bench("quality.py", "--epochs", "1", "--seed", "3", env=bench_env)
+    line = single_line("quality.py", "--epochs", "1", "--seed", "3", env=bench_env)
+    again = single_line("quality.py", "--epochs", "1", "--seed", "3", env=bench_env)
     timings = {"train_s", "images_per_s"}
     # Same seed on a CPU: the same data order, augmentation, initial weights, hence the same metrics.
     assert {key: value for key, value in line.items() if key not in timings} == {

@@ -508,7 +508,11 @@ class ClippedPCA(PCA):
             self.n_components = requested
 
 
-def make_reducer(n_components: int | float = 16, seed: int = 0) -> Pipeline:
+#: Principal components kept before clustering pixel features (notebooks 04-06, ``predict``).
+DEFAULT_PCA_COMPONENTS = 16
+
+
+def make_reducer(n_components: int | float = DEFAULT_PCA_COMPONENTS, seed: int = 0) -> Pipeline:
     """A ``StandardScaler`` then ``PCA`` pipeline for hypercolumns, steps ``"scale"`` and ``"pca"``.
 
     Standardising first matters: channels from different layers have very different scales, and

@@ -49,9 +49,6 @@ DEFAULT_NUM_CLUSTERS = 3
 #: Artifact of ``05_clustering`` whose key ``"chosen_k"`` gives the default number of clusters.
 CLUSTERING_METRICS_FILE = "clustering_metrics.json"
 
-#: PCA components kept before k-means, as in ``05_clustering``.
-PCA_COMPONENTS = 16
-
 #: Pixels converted, painted or blended at a time for full-size pictures. Bands of rows this large
 #: keep temporary float copies to a few tens of megabytes whatever the photo's size.
 BAND_PIXELS = 1_000_000
@@ -327,7 +324,7 @@ def _cluster_pixels(
 ) -> np.ndarray:
     """k-means labels ``(S, S)`` of the hypercolumns of one model-size image, largest cluster first."""
     pixel_features = features.image_pixel_features(_extractor(model, layers), image)
-    reduced = features.make_reducer(PCA_COMPONENTS, seed=seed).fit_transform(pixel_features)
+    reduced = features.make_reducer(features.DEFAULT_PCA_COMPONENTS, seed=seed).fit_transform(pixel_features)
     labels = clustering.kmeans(reduced, num_clusters, seed=seed).labels_
     # k-means numbers clusters arbitrarily; numbering them by size makes colours comparable
     # between photos (cluster 0, the first colour, is always the largest).
