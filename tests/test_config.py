@@ -71,3 +71,18 @@ def test_a_failed_atomic_write_keeps_the_old_file(tmp_path: Path) -> None:
 def test_json_round_trip_turns_numpy_values_into_plain_ones(tmp_path: Path) -> None:
     path = config.write_json(tmp_path / "report.json", {"score": np.float32(0.5), "counts": np.arange(3)})
     assert config.read_json(path) == {"score": 0.5, "counts": [0, 1, 2]}
+
+
+def test_figures_go_to_images_only_for_real_runs_in_a_checkout(tmp_path: Path, monkeypatch) -> None:
+    checkout = tmp_path / "checkout"
+    (checkout / "notebooks").mkdir(parents=True)
+    (checkout / "pyproject.toml").write_text("[project]\n")
+    monkeypatch.delenv(config.ARTIFACTS_ENV, raising=False)
+    monkeypatch.chdir(checkout / "notebooks")
+    assert config.figures_dir("quick") == checkout / "images"
+    assert config.figures_dir("smoke") == checkout / "artifacts" / "figures"
+    # A bare Colab session has no checkout: the figures stay beside the artifacts.
+    bare = tmp_path / "content"
+    bare.mkdir()
+    monkeypatch.chdir(bare)
+    assert config.figures_dir("full") == bare / "artifacts" / "figures"

@@ -190,6 +190,19 @@ def artifacts_dir(create: bool = True) -> Path:
     return path
 
 
+def figures_dir(profile_name: str) -> Path:
+    """Where ``06_visualization`` writes the README figures.
+
+    A real run (``quick`` or ``full``) inside a checkout refreshes ``<project>/images``, the
+    figures the README shows. A ``smoke`` run, or any run outside a checkout (a bare Colab
+    session, which has no ``images/`` to refresh), writes to ``<artifacts>/figures`` instead.
+    """
+    root = project_root()
+    if profile_name == "smoke" or root is None:
+        return artifacts_dir() / "figures"
+    return root / "images"
+
+
 #: Which notebook writes which artifact, so a missing file can name its maker.
 ARTIFACT_MAKERS: dict[str, str] = {
     "dataset.json": "01_data.ipynb",
