@@ -429,6 +429,56 @@ def test_pool_segments_falls_back_to_the_whole_image_for_empty_regions(extractor
         features.pool_segments(extractor, images, regions, layer="enc1")
 
 
+def test_pool_segments_by_layer_matches_one_layer_at_a_time(extractor, images):
+    regions = striped_masks(5, (5, 7, 4)) == config.PET
+    names = features.extractor_layer_names(extractor)
+    pooled, num_empty = features.pool_segments_by_layer(extractor, images, regions, batch_size=2)
+    assert num_empty == 0
+    assert list(pooled) == list(names)
+    for layer in names:
+        alone, _ = features.pool_segments(extractor, images, regions, layer=layer, batch_size=3)
+        np.testing.assert_allclose(pooled[layer], alone, rtol=1e-6)
+    with pytest.raises(ValueError, match="enc1"):
+        features.pool_segments_by_layer(extractor, images, regions, layers=["bottleneck", "enc1"])
+    with pytest.raises(ValueError, match="empty"):
+        features.pool_segments_by_layer(extractor, images, regions, layers=[])
+    with pytest.raises(ValueError, match="N=5"):
+        features.pool_segments_by_layer(extractor, images, regions[:3])
+
+
+def test_combine_blocks_gives_each_block_the_same_weight():
+    rng = np.random.default_rng(0)
+    narrow = rng.normal(5.0, 3.0, size=(50, 2))
+    wide = rng.normal(-1.0, 100.0, size=(50, 200))
+    combined = features.combine_blocks({"narrow": narrow, "wide": wide})
+    assert combined.shape == (50, 202) and combined.dtype == np.float32
+    np.testing.assert_allclose(combined.mean(axis=0), 0.0, atol=1e-5)
+    # Standardised columns divided by sqrt(width): each block's mean squared norm is exactly 1.
+    for block in (combined[:, :2], combined[:, 2:]):
+        np.testing.assert_allclose((block**2).sum(axis=1).mean(), 1.0, rtol=1e-5)
+    np.testing.assert_allclose(
+        combined[:, 0], (narrow[:, 0] - narrow[:, 0].mean()) / narrow[:, 0].std() / np.sqrt(2), rtol=1e-5
+    )
+    constant = features.combine_blocks([np.ones((4, 3)), np.arange(4.0)[:, None]])
+    assert np.isfinite(constant).all() and not constant[:, :3].any()
+
+
+@pytest.mark.parametrize(
+    "blocks, message",
+    [
+        ([], "at least one"),
+        ([np.ones((3, 2)), np.ones((4, 2))], "same N"),
+        ([np.ones(3)], "same N"),
+        ([np.ones((0, 2))], "empty"),
+        ([np.ones((3, 0))], "empty"),
+        ([np.array([[1.0, np.nan], [2.0, 3.0]])], "NaN"),
+    ],
+)
+def test_combine_blocks_rejects_bad_blocks(blocks, message):
+    with pytest.raises(ValueError, match=message):
+        features.combine_blocks(blocks)
+
+
 # ---------------------------------------------------------------------------- the real U-Net
 
 

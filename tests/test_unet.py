@@ -249,3 +249,4 @@ def test_model_stage_names_reads_the_depth_from_the_layers() -> None:
     plain = keras.Sequential([keras.Input((4, 4, 3)), keras.layers.Conv2D(1, 1)])
     with pytest.raises(ValueError, match="not a U-Net"):
         unet.model_stage_names(plain)
+    assert unet.encoder_stage_names(model) == ["enc1", "enc2", "bottleneck"]

@@ -22,7 +22,7 @@ import hashlib
 import io
 import json
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -769,10 +769,37 @@ def pool_segments(
 
     Taught in ``05_clustering``.
     """
+    pooled, num_empty = pool_segments_by_layer(
+        extractor, images, region_masks, layers=[layer], batch_size=batch_size, interpolation=interpolation
+    )
+    return pooled[layer], num_empty
+
+
+def pool_segments_by_layer(
+    extractor: keras.Model,
+    images: np.ndarray,
+    region_masks: np.ndarray,
+    layers: Sequence[str] | None = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    interpolation: str = "bilinear",
+) -> tuple[dict[str, np.ndarray], int]:
+    """:func:`pool_segments` for several layers at once, with one forward pass over ``images``.
+
+    Args:
+        layers: which of the extractor's layers to pool; ``None`` means all of them.
+
+    Returns:
+        ``(pooled, num_empty)``: ``pooled`` maps each layer name to float32 ``(N, channels)``.
+
+    Taught in ``05_clustering``.
+    """
     names = extractor_layer_names(extractor)
-    if layer not in names:
-        raise ValueError(f"layer={layer!r} is not one of the extractor's layers {list(names)}.")
-    layer_position = names.index(layer)
+    layers = list(names) if layers is None else [layers] if isinstance(layers, str) else list(layers)
+    if not layers:
+        raise ValueError("layers is empty: name at least one of the extractor's layers.")
+    unknown = [layer for layer in layers if layer not in names]
+    if unknown:
+        raise ValueError(f"layer(s) {unknown} are not among the extractor's layers {list(names)}.")
     images = _check_images(images)
     region_masks = np.asarray(region_masks)
     if region_masks.ndim == 4 and region_masks.shape[-1] == 1:
@@ -782,22 +809,58 @@ def pool_segments(
             f"region_masks must be (N, H, W) with N={images.shape[0]} to match images; got {region_masks.shape}."
         )
     region_masks = region_masks.astype(bool)
+    empty = ~region_masks.any(axis=(1, 2))
+    # An empty region has no average: fall back to the whole image rather than a NaN.
+    region_masks = np.where(empty[:, None, None], True, region_masks)
     size = region_masks.shape[1:]
 
-    pooled: list[np.ndarray] = []
-    num_empty = 0
+    pooled: dict[str, list[np.ndarray]] = {layer: [] for layer in layers}
     for start, maps in _feature_batches(extractor, images, batch_size):
-        upsampled = upsample_to(maps[layer_position], size, interpolation)
-        for offset, feature_map in enumerate(upsampled):
-            region = region_masks[start + offset]
-            if not region.any():
-                num_empty += 1
-                region = np.ones_like(region)
-            pooled.append(masked_average_pool(feature_map, region))
+        for layer in layers:
+            upsampled = upsample_to(maps[names.index(layer)], size, interpolation)
+            for offset, feature_map in enumerate(upsampled):
+                pooled[layer].append(masked_average_pool(feature_map, region_masks[start + offset]))
+    num_empty = int(empty.sum())
     if num_empty:
         warnings.warn(
             f"{num_empty} of {images.shape[0]} region masks were empty; those images use their "
             "whole-image average instead.",
             stacklevel=2,
         )
-    return np.stack(pooled), num_empty
+    return {layer: np.stack(vectors) for layer, vectors in pooled.items()}, num_empty
+
+
+def combine_blocks(blocks: Mapping[str, np.ndarray] | Sequence[np.ndarray]) -> np.ndarray:
+    """Concatenate feature blocks so that each block weighs the same in Euclidean distances.
+
+    Each block ``(N, width)`` is standardised column by column (a constant column becomes 0) and
+    divided by ``sqrt(width)``, so its expected squared norm is 1 whatever its width. Without
+    this, a 256-channel bottleneck would outweigh a 16-channel first stage sixteen to one.
+
+    Returns:
+        float32 ``(N, sum of widths)``.
+
+    Raises:
+        ValueError: no blocks, an empty block, or blocks with different numbers of rows.
+
+    Taught in ``05_clustering``, where it pools every encoder stage into one description of a pet.
+    """
+    arrays = list(blocks.values()) if isinstance(blocks, Mapping) else list(blocks)
+    if not arrays:
+        raise ValueError("combine_blocks needs at least one block.")
+    arrays = [np.asarray(block, dtype=np.float64) for block in arrays]
+    rows = {block.shape[0] if block.ndim == 2 else None for block in arrays}
+    if None in rows or len(rows) != 1:
+        raise ValueError(
+            f"every block must be (N, width) with the same N; got {[block.shape for block in arrays]}."
+        )
+    if 0 in rows or any(block.shape[1] == 0 for block in arrays):
+        raise ValueError(f"combine_blocks got an empty block: shapes {[block.shape for block in arrays]}.")
+    scaled = []
+    for block in arrays:
+        if not np.isfinite(block).all():
+            raise ValueError("a block holds NaN or infinite values.")
+        spread = block.std(axis=0)
+        centred = (block - block.mean(axis=0)) / np.where(spread > 0, spread, 1.0)
+        scaled.append(centred / np.sqrt(block.shape[1]))
+    return np.concatenate(scaled, axis=1).astype(np.float32)

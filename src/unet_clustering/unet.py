@@ -88,6 +88,16 @@ def model_stage_names(model: keras.Model) -> list[str]:
     return stage_layer_names(depth)
 
 
+def encoder_stage_names(model: keras.Model) -> list[str]:
+    """The encoder half of :func:`model_stage_names`: ``enc1`` ... ``encD`` and ``bottleneck``.
+
+    These stages describe the image itself; the decoder stages are already shaped towards the
+    three output classes. Used in ``05_clustering`` to describe whole pets.
+    """
+    stages = model_stage_names(model)
+    return stages[: stages.index("bottleneck") + 1]
+
+
 def build_unet(
     image_size: int = 128,
     num_classes: int = NUM_CLASSES,
