@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import stat
+import sys
+import types
 from pathlib import Path
 
 import numpy as np
@@ -86,3 +88,43 @@ def test_figures_go_to_images_only_for_real_runs_in_a_checkout(tmp_path: Path, m
     bare.mkdir()
     monkeypatch.chdir(bare)
     assert config.figures_dir("full") == bare / "artifacts" / "figures"
+
+
+def _fake_colab(monkeypatch, mount) -> None:
+    google = types.ModuleType("google")
+    colab = types.ModuleType("google.colab")
+    colab.drive = types.SimpleNamespace(mount=mount)
+    google.colab = colab
+    monkeypatch.setitem(sys.modules, "google", google)
+    monkeypatch.setitem(sys.modules, "google.colab", colab)
+
+
+def test_keep_artifacts_on_drive_mounts_the_drive_and_points_the_artifacts_there(
+    tmp_path, monkeypatch
+) -> None:
+    mounted = []
+    _fake_colab(monkeypatch, mounted.append)
+    monkeypatch.setenv(config.ARTIFACTS_ENV, "placeholder")
+    monkeypatch.delenv(config.ARTIFACTS_ENV)  # restored after the test
+    folder = tmp_path / "drive" / "artifacts"
+    assert config.keep_artifacts_on_drive(str(folder)) == folder
+    assert mounted == [config.COLAB_DRIVE_MOUNT]
+    assert folder.is_dir() and os.environ[config.ARTIFACTS_ENV] == str(folder)
+    # A folder the user chose wins.
+    mine = tmp_path / "mine"
+    monkeypatch.setenv(config.ARTIFACTS_ENV, str(mine))
+    assert config.keep_artifacts_on_drive(str(folder)) == mine
+
+
+def test_keep_artifacts_on_drive_falls_back_to_this_machine_with_a_warning(tmp_path, monkeypatch) -> None:
+    def decline(mount_point):
+        raise ValueError("mount failed")
+
+    _fake_colab(monkeypatch, decline)
+    monkeypatch.setenv(config.ARTIFACTS_ENV, "placeholder")
+    monkeypatch.delenv(config.ARTIFACTS_ENV)
+    monkeypatch.chdir(tmp_path)
+    with pytest.warns(UserWarning, match="Google Drive was not mounted.*mount failed"):
+        folder = config.keep_artifacts_on_drive(str(tmp_path / "drive"))
+    assert folder == tmp_path / "artifacts" and config.ARTIFACTS_ENV not in os.environ
+    assert not (tmp_path / "drive").exists()

@@ -14,6 +14,7 @@ import dataclasses
 import json
 import os
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -190,6 +191,39 @@ def artifacts_dir(create: bool = True) -> Path:
     return path
 
 
+#: Where Google Drive is mounted on Colab, and where the notebooks keep their artifacts on it.
+COLAB_DRIVE_MOUNT = "/content/drive"
+COLAB_DRIVE_ARTIFACTS = "/content/drive/MyDrive/unet-clustering/artifacts"
+
+
+def keep_artifacts_on_drive(folder: str = COLAB_DRIVE_ARTIFACTS) -> Path:
+    """On Colab: mount your Google Drive and keep the artifacts in ``folder`` on it.
+
+    Colab gives each notebook its own short-lived machine, so a model that ``03_training``
+    saves under ``/content`` is gone when you open ``04_feature_extraction``. On your Drive,
+    every notebook finds what the earlier ones wrote, even days later. Colab asks you once to
+    allow access. A ``$UNET_ARTIFACTS_DIR`` you set yourself wins over ``folder``.
+
+    If the Drive cannot be mounted (for example, you declined access), a warning says so and
+    the artifacts stay on this machine: then run the notebooks one after another in this runtime.
+
+    Called by the setup cell of each notebook that reads or writes artifacts, on Colab only.
+    """
+    try:
+        from google.colab import drive  # only on Colab
+
+        drive.mount(COLAB_DRIVE_MOUNT)
+    except Exception as error:  # noqa: BLE001 - any failure leaves the local folder usable
+        warnings.warn(
+            f"Google Drive was not mounted ({type(error).__name__}: {error}). The artifacts stay in "
+            f"{artifacts_dir(create=False)} on this machine, which the next notebook's machine cannot see.",
+            stacklevel=2,
+        )
+        return artifacts_dir()
+    os.environ.setdefault(ARTIFACTS_ENV, folder)
+    return artifacts_dir()
+
+
 def figures_dir(profile_name: str) -> Path:
     """Where ``06_visualization`` writes the README figures.
 
@@ -214,12 +248,13 @@ ARTIFACT_MAKERS: dict[str, str] = {
     "clustering_metrics.json": "05_clustering.ipynb",
 }
 
-#: Rough run times of each notebook under the ``quick`` profile on a 2-core CPU.
+#: Run times of each notebook measured under the ``quick`` profile on a 2-core CPU (README,
+#: "Results"). None of them has been timed on a Colab GPU yet, so no GPU time is claimed.
 NOTEBOOK_MINUTES: dict[str, str] = {
-    "01_data.ipynb": "about 1 minute",
-    "03_training.ipynb": "about 8 minutes on a 2-core CPU (quick) or 5 minutes on a Colab GPU (full)",
-    "04_feature_extraction.ipynb": "about 1 minute",
-    "05_clustering.ipynb": "about 2 minutes",
+    "01_data.ipynb": "under a minute",
+    "03_training.ipynb": "about 9 minutes on a 2-core CPU with the quick profile",
+    "04_feature_extraction.ipynb": "under a minute",
+    "05_clustering.ipynb": "under a minute",
 }
 
 
