@@ -461,6 +461,9 @@ def test_combine_blocks_gives_each_block_the_same_weight():
     )
     constant = features.combine_blocks([np.ones((4, 3)), np.arange(4.0)[:, None]])
     assert np.isfinite(constant).all() and not constant[:, :3].any()
+    # 298 copies of 0.1 have a float spread of about 1e-17; it must not be blown up to +-1.
+    tenths = features.combine_blocks([np.full((298, 2), 0.1), rng.normal(size=(298, 1))])
+    assert not tenths[:, :2].any()
 
 
 @pytest.mark.parametrize(

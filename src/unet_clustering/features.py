@@ -860,7 +860,9 @@ def combine_blocks(blocks: Mapping[str, np.ndarray] | Sequence[np.ndarray]) -> n
     for block in arrays:
         if not np.isfinite(block).all():
             raise ValueError("a block holds NaN or infinite values.")
-        spread = block.std(axis=0)
-        centred = (block - block.mean(axis=0)) / np.where(spread > 0, spread, 1.0)
+        mean, spread = block.mean(axis=0), block.std(axis=0)
+        # A constant column's spread is round-off (about 1e-17 for 0.1s), not signal: treat it as 0.
+        constant = spread <= 1e-9 * (1.0 + np.abs(mean))
+        centred = np.where(constant, 0.0, block - mean) / np.where(constant, 1.0, spread)
         scaled.append(centred / np.sqrt(block.shape[1]))
     return np.concatenate(scaled, axis=1).astype(np.float32)
