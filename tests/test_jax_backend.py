@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from unet_clustering import config, unet
+
 pytest.importorskip("jax", reason="the JAX backend needs jax (requirements.txt installs jax[cpu])")
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -87,10 +89,15 @@ def test_the_unet_trains_and_is_scored_under_jax_without_tensorflow(tiny_npz):
 
 
 def test_throughput_runs_under_jax_without_tensorflow():
-    (line,) = run_without_tensorflow("throughput.py", "--quick", "--no-pipeline")
+    (line,) = run_without_tensorflow("throughput.py", "--quick", "--no-pipeline", "--profile", "smoke")
     assert line["backend"] == "jax" and line["pipeline_images_per_s"] is None
     assert line["train_images_per_s"] > 0 and line["inference_images_per_s"] > 0
-    assert line["params"] == 1_945_555  # the quick profile's U-Net, as under TensorFlow
+    # The same U-Net as under TensorFlow (this process's backend), weight for weight.
+    profile = config.get_profile("smoke")
+    model = unet.build_unet(
+        image_size=line["image_size"], base_filters=profile.base_filters, depth=profile.depth
+    )
+    assert line["params"] == model.count_params()
 
 
 def test_the_runner_really_refuses_tensorflow(tmp_path):
