@@ -55,7 +55,6 @@ import dataclasses
 import json
 import math
 import sys
-import tempfile
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -254,18 +253,15 @@ def run_model(
     model, details = build_model(
         name, profile, bench_data.counts["train"], momentum, arguments.pretrained, arguments.train_encoder
     )
-    with tempfile.TemporaryDirectory() as run_dir:
-        result = training.fit(
-            model,
-            bench_data.train,
-            bench_data.validation,
-            epochs=profile.epochs,
-            num_train_examples=bench_data.counts["train"],
-            run_dir=Path(run_dir),
-            seed=seed,
-            verbose=2,
-        )
-        best = training.load_trained_model(result.model_path, image_size=profile.image_size)
+    result, best = training.fit_throwaway(
+        model,
+        bench_data.train,
+        bench_data.validation,
+        epochs=profile.epochs,
+        num_train_examples=bench_data.counts["train"],
+        image_size=profile.image_size,
+        seed=seed,
+    )
     scores = metrics.evaluate(
         best,
         (bench_data.test_images, bench_data.test_masks),

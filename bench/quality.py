@@ -14,8 +14,6 @@ import argparse
 import contextlib
 import json
 import sys
-import tempfile
-from pathlib import Path
 
 from unet_clustering import config, data, metrics, training
 
@@ -52,19 +50,16 @@ def main() -> int:
     with contextlib.redirect_stdout(sys.stderr):
         datasets = data.make_datasets(profile, seed=arguments.seed)
         model = training.build_for_profile(profile, datasets.counts["train"], seed=arguments.seed)
-        with tempfile.TemporaryDirectory() as run_dir:
-            result = training.fit(
-                model,
-                datasets.train,
-                datasets.validation,
-                epochs=profile.epochs,
-                num_train_examples=datasets.counts["train"],
-                run_dir=Path(run_dir),
-                seed=arguments.seed,
-                verbose=2,
-            )
-            best = training.load_trained_model(result.model_path, image_size=profile.image_size)
-            scores = metrics.evaluate(best, datasets.test, tta_flip=profile.tta_flip)
+        result, best = training.fit_throwaway(
+            model,
+            datasets.train,
+            datasets.validation,
+            epochs=profile.epochs,
+            num_train_examples=datasets.counts["train"],
+            image_size=profile.image_size,
+            seed=arguments.seed,
+        )
+        scores = metrics.evaluate(best, datasets.test, tta_flip=profile.tta_flip)
     line = {
         "profile": profile.name,
         **{

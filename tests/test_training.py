@@ -279,6 +279,29 @@ def test_two_fits_with_the_same_seed_are_identical(trained_run, tmp_path):
         np.testing.assert_array_equal(first_weights, second_weights)
 
 
+def test_fit_throwaway_trains_the_same_and_leaves_nothing_behind(trained_run, tmp_path, monkeypatch):
+    _, _, kept = trained_run
+    monkeypatch.setenv(config.ARTIFACTS_ENV, str(tmp_path / "artifacts"))
+    monkeypatch.setattr(training.tempfile, "tempdir", str(tmp_path / "scratch"))
+    (tmp_path / "scratch").mkdir()
+    model = tiny_model()
+    training.compile_model(model, LEARNING_RATE, total_steps=EPOCHS * math.ceil(NUM_TRAIN / BATCH_SIZE))
+    result, best = training.fit_throwaway(
+        model,
+        batched(*synthetic_split(NUM_TRAIN, seed=0)),
+        batched(*synthetic_split(NUM_VALIDATION, seed=1)),
+        epochs=EPOCHS,
+        num_train_examples=NUM_TRAIN,
+        image_size=IMAGE_SIZE,
+        seed=SEED,
+        verbose=0,
+    )
+    assert result.history == kept.history
+    scores = metrics.evaluate(best, synthetic_split(NUM_VALIDATION, seed=1), batch_size=BATCH_SIZE)
+    assert scores["fg_iou"] == pytest.approx(result.best_score, abs=1e-6)
+    assert not (tmp_path / "artifacts").exists() and not any((tmp_path / "scratch").iterdir())
+
+
 def test_write_metrics_report(trained_run, tmp_path):
     _, model, result = trained_run
     profile = config.with_overrides(config.get_profile("smoke"), image_size=IMAGE_SIZE, epochs=EPOCHS)

@@ -18,6 +18,7 @@ any Keras 3 backend.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -491,21 +492,23 @@ class ClippedPCA(PCA):
         self.requested_n_components_ = requested
         return requested
 
-    def fit(self, X, y=None):  # noqa: N803 (scikit-learn's argument name)
+    @contextlib.contextmanager
+    def _clipped_while_fitting(self, features: np.ndarray) -> Iterator[None]:
+        """Fit with the clipped number of components, then give back the one asked for."""
         requested = self.n_components
-        self.n_components = self._clipped(X)
+        self.n_components = self._clipped(features)
         try:
-            return super().fit(X, y)
+            yield
         finally:
             self.n_components = requested
 
+    def fit(self, X, y=None):  # noqa: N803 (scikit-learn's argument name)
+        with self._clipped_while_fitting(X):
+            return super().fit(X, y)
+
     def fit_transform(self, X, y=None):  # noqa: N803
-        requested = self.n_components
-        self.n_components = self._clipped(X)
-        try:
+        with self._clipped_while_fitting(X):
             return super().fit_transform(X, y)
-        finally:
-            self.n_components = requested
 
 
 #: Principal components kept before clustering pixel features (notebooks 04-06, ``predict``).

@@ -453,6 +453,36 @@ def fit(
     )
 
 
+def fit_throwaway(
+    model: keras.Model,
+    train: Iterable,
+    validation: Iterable,
+    epochs: int,
+    num_train_examples: int,
+    image_size: int,
+    seed: int | None = None,
+    verbose: int | str = 2,
+) -> tuple[FitResult, keras.Model]:
+    """:func:`fit` in a temporary folder, then the best epoch's model loaded back.
+
+    For runs that keep nothing on disk (``bench/quality.py``, ``bench/anchors.py``): nothing is
+    written to the artifacts, and no backup of an earlier run can be resumed by mistake.
+    """
+    with tempfile.TemporaryDirectory() as run_dir:
+        result = fit(
+            model,
+            train,
+            validation,
+            epochs=epochs,
+            num_train_examples=num_train_examples,
+            run_dir=Path(run_dir),
+            seed=seed,
+            verbose=verbose,
+        )
+        best = load_trained_model(result.model_path, image_size=image_size)
+    return result, best
+
+
 def _history_rows(path: Path) -> tuple[list[str], list[dict[str, str]], bool]:
     """The header of ``history.csv``, its rows (one per epoch, in order) and whether any repeated."""
     import csv
