@@ -2,6 +2,7 @@
 
     python bench/quality.py --profile quick
     python bench/quality.py --profile full --epochs 400
+    python bench/quality.py --seed 1 --save-model /tmp/unet-seed1.keras   # keep the model, e.g. for bench/segments.py
 
 Needs the dataset (tfds download, or $OXFORD_PETS_DIR). Metrics are computed on the whole tfds
 ``test`` split (298 images in the shared sample) at the profile's image size; see
@@ -33,7 +34,10 @@ def main() -> int:
     parser.add_argument("--schedule", choices=training.SCHEDULES, help="override the profile's schedule")
     parser.add_argument("--no-tta", action="store_true", help="evaluate without flip test-time augmentation")
     parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--save-model", default=None, help="also save the best model to this .keras file")
     arguments = parser.parse_args()
+    if arguments.save_model and not arguments.save_model.endswith(".keras"):
+        parser.error(f"--save-model must name a .keras file; got {arguments.save_model!r}")
 
     profile = config.with_overrides(
         config.get_profile(arguments.profile),
@@ -60,6 +64,8 @@ def main() -> int:
             seed=arguments.seed,
         )
         scores = metrics.evaluate(best, datasets.test, tta_flip=profile.tta_flip)
+        if arguments.save_model:
+            best.save(arguments.save_model)
     line = {
         "profile": profile.name,
         **{
@@ -80,6 +86,7 @@ def main() -> int:
         "tta_flip": profile.tta_flip,
         "test_images": scores["num_images"],
         "source": datasets.source.kind,
+        "saved_model": arguments.save_model,
     }
     print(json.dumps(line))
     return 0

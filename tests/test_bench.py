@@ -184,10 +184,19 @@ def test_pipeline_bench_prints_images_per_second(bench_env: dict[str, str]) -> N
     assert line["images_per_epoch"] > 0 and line["images_per_s"] > 0
 
 
-def test_quality_bench_prints_test_metrics_reproducibly(bench_env: dict[str, str]) -> None:
-    line = single_line("quality.py", "--epochs", "1", "--seed", "3", env=bench_env)
+def test_quality_bench_prints_test_metrics_reproducibly(bench_env: dict[str, str], tmp_path: Path) -> None:
+    saved = tmp_path / "best.keras"
+    line = single_line(
+        "quality.py", "--epochs", "1", "--seed", "3", "--save-model", str(saved), env=bench_env
+    )
     again = single_line("quality.py", "--epochs", "1", "--seed", "3", env=bench_env)
-    timings = {"train_s", "images_per_s"}
+    assert line["saved_model"] == str(saved) and again["saved_model"] is None
+    from unet_clustering import training
+
+    assert (
+        training.load_trained_model(saved, image_size=line["image_size"]).count_params() == line["parameters"]
+    )
+    timings = {"train_s", "images_per_s", "saved_model"}
     # Same seed on a CPU: the same data order, augmentation, initial weights, hence the same metrics.
     assert {key: value for key, value in line.items() if key not in timings} == {
         key: value for key, value in again.items() if key not in timings
@@ -196,3 +205,36 @@ def test_quality_bench_prints_test_metrics_reproducibly(bench_env: dict[str, str
         assert 0.0 <= line[key] <= 1.0, key
     assert set(line["iou_per_class"]) == {"pet", "background", "border"}
     assert line["epochs"] == 1 and line["train_s"] > 0 and line["images_per_s"] > 0
+
+
+def test_segments_bench_scores_every_region_statistic_and_representation(bench_env, tmp_path):
+    from unet_clustering import config, features, unet
+
+    profile = config.get_profile("smoke")
+    model = unet.build_unet(
+        image_size=profile.image_size, base_filters=profile.base_filters, depth=profile.depth
+    )
+    model.save(tmp_path / "unet.keras")
+    lines = run_bench("segments.py", "--model", str(tmp_path / "unet.keras"), "--seeds", "2", env=bench_env)
+    representations = [
+        features.COLOUR_BASELINE,
+        *unet.model_stage_names(model),
+        features.ENCODER_REPRESENTATION,
+    ]
+    assert {(line["region"], line["statistics"], line["representation"]) for line in lines} == {
+        (region, statistics, name)
+        for region in features.SEGMENT_REGIONS
+        for statistics in ("mean", "mean+std")
+        for name in representations
+    }
+    assert {line["split"] for line in lines} == {"train"}
+    for line in lines:
+        assert line["target"] in ("species", "breed") and line["k"] >= 2
+        assert 0.0 <= line["nmi_min"] <= line["nmi"] <= line["nmi_max"] <= 1.0
+        assert 0.0 <= line["purity"] <= 1.0 and line["images"] > line["k"]
+
+
+def test_segments_bench_without_a_model_names_the_notebook(bench_env, tmp_path):
+    env = dict(bench_env, UNET_ARTIFACTS_DIR=str(tmp_path / "nothing"))
+    (failure,) = run_bench("segments.py", env=env, returncode=2)
+    assert "03_training.ipynb" in failure["stderr"] and "Traceback" not in failure["stderr"]

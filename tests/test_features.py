@@ -446,6 +446,99 @@ def test_pool_segments_by_layer_matches_one_layer_at_a_time(extractor, images):
         features.pool_segments_by_layer(extractor, images, regions[:3])
 
 
+def test_masked_pool_mean_and_std_by_hand():
+    feature_map = np.array([[[1.0, 10.0], [2.0, 20.0]], [[3.0, 30.0], [5.0, 40.0]]])
+    region = np.array([[True, False], [False, True]])
+    # Region values: channel 0 {1, 5} (mean 3, std 2), channel 1 {10, 40} (mean 25, std 15).
+    np.testing.assert_allclose(features.masked_pool(feature_map, region, ("mean", "std")), [3, 25, 2, 15])
+    np.testing.assert_allclose(features.masked_pool(feature_map, region, ("std", "mean")), [2, 15, 3, 25])
+    np.testing.assert_allclose(features.masked_pool(feature_map, region, "mean"), [3, 25])
+    np.testing.assert_allclose(features.masked_pool(feature_map, region[..., None], "std"), [2, 15])
+    # A one-pixel region has no spread, not a NaN.
+    one = np.zeros((2, 2), bool)
+    one[1, 0] = True
+    np.testing.assert_array_equal(features.masked_pool(feature_map, one, ("mean", "std")), [3, 30, 0, 0])
+    with pytest.raises(features.EmptyRegionError):
+        features.masked_pool(feature_map, np.zeros((2, 2), bool), ("mean", "std"))
+
+
+@pytest.mark.parametrize("statistics", [(), ("mean", "mean"), ("median",), "var"])
+def test_masked_pool_refuses_unknown_or_repeated_statistics(statistics):
+    with pytest.raises(ValueError, match="statistics"):
+        features.masked_pool(np.ones((2, 2, 1)), np.ones((2, 2), bool), statistics)
+
+
+def test_pooling_with_std_appends_each_channel_spread(extractor, images):
+    regions = striped_masks(5, (5, 7, 4)) == config.PET
+    regions[1] = False  # the whole-image fallback must give the whole image's spread too
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        pooled, num_empty = features.pool_segments_by_layer(
+            extractor, images, regions, batch_size=2, statistics=("mean", "std")
+        )
+        means, _ = features.pool_segments_by_layer(extractor, images, regions, batch_size=2)
+    assert num_empty == 1
+    maps = features.extract_feature_maps(extractor, images)
+    for layer, feature_map in zip(features.extractor_layer_names(extractor), maps, strict=True):
+        channels = CHANNELS[layer]
+        assert pooled[layer].shape == (5, 2 * channels)
+        np.testing.assert_allclose(pooled[layer][:, :channels], means[layer], rtol=1e-6)
+        upsampled = features.upsample_to(feature_map, IMAGE_SIZE)
+        np.testing.assert_allclose(
+            pooled[layer][0, channels:], upsampled[0][regions[0]].std(axis=0), rtol=1e-4, atol=1e-6
+        )
+        np.testing.assert_allclose(
+            pooled[layer][1, channels:], upsampled[1].reshape(-1, channels).std(axis=0), rtol=1e-4, atol=1e-6
+        )
+    alone, _ = features.pool_segments(extractor, images[:1], regions[:1], layer="dec1", statistics="std")
+    np.testing.assert_allclose(alone[0], pooled["dec1"][0, CHANNELS["dec1"] :], rtol=1e-6)
+
+
+def test_segment_region_selects_the_predicted_classes():
+    masks = striped_masks(2, (5, 7, 4))
+    pet = features.segment_region(masks, "pet")
+    assert pet.dtype == bool and pet.shape == masks.shape
+    np.testing.assert_array_equal(pet, masks == config.PET)
+    np.testing.assert_array_equal(
+        features.segment_region(masks[..., None], "pet+border"), masks != config.BACKGROUND
+    )
+    with pytest.raises(ValueError, match="pet\\+border"):
+        features.segment_region(masks, "background")
+    with pytest.raises(ValueError, match="N, H, W"):
+        features.segment_region(masks[0], "pet")
+
+
+def test_segment_representations_hold_the_baseline_each_layer_and_the_stages_joined(model, images):
+    extractor = features.feature_extractor(model, ["enc1", "enc2", "bottleneck", "dec1"])
+    regions = striped_masks(5, (5, 7, 4)) == config.PET
+    stages = ["enc1", "enc2", "bottleneck"]
+    representations, num_empty = features.segment_representations(
+        extractor, images, regions, stages, statistics=("mean", "std")
+    )
+    assert num_empty == 0
+    assert list(representations) == [
+        features.COLOUR_BASELINE,
+        "enc1",
+        "enc2",
+        "bottleneck",
+        "dec1",
+        "encoder",
+    ]
+    assert representations[features.COLOUR_BASELINE].shape == (5, 6)
+    for layer in ("enc1", "dec1"):
+        assert representations[layer].shape == (5, 2 * CHANNELS[layer])
+    pooled, _ = features.pool_segments_by_layer(extractor, images, regions, statistics=("mean", "std"))
+    np.testing.assert_allclose(
+        representations["encoder"], features.combine_blocks([pooled[stage] for stage in stages]), atol=1e-6
+    )
+    means, _ = features.segment_representations(extractor, images, regions, stages)
+    assert means["encoder"].shape == (5, sum(CHANNELS[stage] for stage in stages))
+    with pytest.raises(ValueError, match="encoder_stages"):
+        features.segment_representations(extractor, images, regions, ["enc1", "dec2"])
+    with pytest.raises(ValueError, match="encoder_stages"):
+        features.segment_representations(extractor, images, regions, [])
+
+
 def test_combine_blocks_gives_each_block_the_same_weight():
     rng = np.random.default_rng(0)
     narrow = rng.normal(5.0, 3.0, size=(50, 2))

@@ -181,6 +181,12 @@ def check_pairwise_size(num_points: int, what: str) -> None:
 # --------------------------------------------------------------------------------------------
 
 
+#: k-means restarts when clustering whole pets (a few hundred vectors, so restarts cost
+#: milliseconds): the run with the lowest inertia is kept, so the split found depends less on
+#: where one start happened to fall. Used by ``05_clustering`` and ``bench/segments.py``.
+SEGMENT_KMEANS_RESTARTS = 10
+
+
 def kmeans(
     features: np.ndarray,
     k: int,

@@ -33,7 +33,7 @@ from sklearn.decomposition import PCA
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
-from unet_clustering import config
+from unet_clustering import clustering, config
 
 #: Layers whose outputs make the default hypercolumn. ``bottleneck`` is the lowest-resolution,
 #: most semantic map (it has seen the largest part of the image); ``dec1`` is the last decoder
@@ -49,6 +49,22 @@ SAMPLING_STRATEGIES: tuple[str, ...] = ("balanced", "proportional")
 
 #: Interpolation used to bring low-resolution feature maps up to the image size.
 INTERPOLATIONS: tuple[str, ...] = ("bilinear", "nearest")
+
+#: Per-channel statistics :func:`masked_pool` can describe a region with.
+POOL_STATISTICS: tuple[str, ...] = ("mean", "std")
+
+#: Which predicted classes make the region a pet is described by (see :func:`segment_region`).
+#: ``"pet"`` leaves out the border band, a few pixels wide, which mixes pet and background.
+SEGMENT_REGIONS: dict[str, tuple[int, ...]] = {
+    "pet": (config.PET,),
+    "pet+border": (config.PET, config.BORDER),
+}
+
+#: Name of the representation that joins every encoder stage (see :func:`segment_representations`).
+ENCODER_REPRESENTATION = "encoder"
+
+#: Name of the colour baseline among :func:`segment_representations`.
+COLOUR_BASELINE = "Lab colour of the region (baseline)"
 
 #: Version of the layout written by :func:`save_features`; bump it when the layout changes.
 FEATURES_FORMAT_VERSION = 1
@@ -746,6 +762,46 @@ def masked_average_pool(feature_map: np.ndarray, region_mask: np.ndarray) -> np.
     return (feature_map[region_mask].sum(axis=0, dtype=np.float64) / selected).astype(np.float32)
 
 
+def _check_statistics(statistics: str | Sequence[str]) -> tuple[str, ...]:
+    statistics = (statistics,) if isinstance(statistics, str) else tuple(statistics)
+    unknown = [name for name in statistics if name not in POOL_STATISTICS]
+    if not statistics or unknown or len(set(statistics)) != len(statistics):
+        raise ValueError(
+            f"statistics must name each of {POOL_STATISTICS} at most once, at least one; got {statistics!r}."
+        )
+    return statistics
+
+
+def masked_pool(
+    feature_map: np.ndarray, region_mask: np.ndarray, statistics: str | Sequence[str] = ("mean",)
+) -> np.ndarray:
+    """Describe the region of a ``(H, W, C)`` map by per-channel statistics of its pixels.
+
+    ``"mean"`` is :func:`masked_average_pool`. ``"std"`` is each channel's standard deviation
+    over the region, ``sqrt(mean(x^2) - mean(x)^2)``: it tells a uniform coat from a patterned
+    one, which two regions with the same average colour or texture response can share.
+
+    Returns:
+        float32 ``(C * len(statistics),)``: the statistics one after the other, in the order given.
+
+    Raises:
+        EmptyRegionError, ValueError: as :func:`masked_average_pool`, or unknown ``statistics``.
+
+    Taught in ``05_clustering``.
+    """
+    statistics = _check_statistics(statistics)
+    mean = masked_average_pool(feature_map, region_mask)
+    parts = []
+    for name in statistics:
+        if name == "mean":
+            parts.append(mean)
+        else:
+            region_mask = np.asarray(region_mask).reshape(np.shape(feature_map)[:2]).astype(bool)
+            values = np.asarray(feature_map, dtype=np.float64)[region_mask]
+            parts.append(np.sqrt(np.mean((values - mean) ** 2, axis=0)).astype(np.float32))
+    return np.concatenate(parts)
+
+
 def pool_segments(
     extractor: keras.Model,
     images: np.ndarray,
@@ -753,6 +809,7 @@ def pool_segments(
     layer: str,
     batch_size: int = DEFAULT_BATCH_SIZE,
     interpolation: str = "bilinear",
+    statistics: str | Sequence[str] = ("mean",),
 ) -> tuple[np.ndarray, int]:
     """One vector per image: ``layer``'s map averaged over that image's region mask.
 
@@ -764,16 +821,24 @@ def pool_segments(
         images: float32 ``(N, S, S, 3)``.
         region_masks: boolean ``(N, H, W)`` or ``(N, H, W, 1)``, e.g. ``masks == config.PET``.
         layer: which of the extractor's layers to pool.
+        statistics: what to keep of each channel inside the region (see :func:`masked_pool`);
+            the default is the average alone.
 
     Returns:
-        ``(pooled, num_empty)``: ``pooled`` is float32 ``(N, channels)``; an image whose region is
+        ``(pooled, num_empty)``: ``pooled`` is float32 ``(N, channels * len(statistics))``; an image whose region is
         empty gets its whole-image average instead, and ``num_empty`` counts those images (one
         warning reports the count).
 
     Taught in ``05_clustering``.
     """
     pooled, num_empty = pool_segments_by_layer(
-        extractor, images, region_masks, layers=[layer], batch_size=batch_size, interpolation=interpolation
+        extractor,
+        images,
+        region_masks,
+        layers=[layer],
+        batch_size=batch_size,
+        interpolation=interpolation,
+        statistics=statistics,
     )
     return pooled[layer], num_empty
 
@@ -785,17 +850,21 @@ def pool_segments_by_layer(
     layers: Sequence[str] | None = None,
     batch_size: int = DEFAULT_BATCH_SIZE,
     interpolation: str = "bilinear",
+    statistics: str | Sequence[str] = ("mean",),
 ) -> tuple[dict[str, np.ndarray], int]:
     """:func:`pool_segments` for several layers at once, with one forward pass over ``images``.
 
     Args:
         layers: which of the extractor's layers to pool; ``None`` means all of them.
+        statistics: as in :func:`pool_segments`.
 
     Returns:
-        ``(pooled, num_empty)``: ``pooled`` maps each layer name to float32 ``(N, channels)``.
+        ``(pooled, num_empty)``: ``pooled`` maps each layer name to float32
+        ``(N, channels * len(statistics))``.
 
     Taught in ``05_clustering``.
     """
+    statistics = _check_statistics(statistics)
     names = extractor_layer_names(extractor)
     layers = list(names) if layers is None else [layers] if isinstance(layers, str) else list(layers)
     if not layers:
@@ -822,7 +891,7 @@ def pool_segments_by_layer(
         for layer in layers:
             upsampled = upsample_to(maps[names.index(layer)], size, interpolation)
             for offset, feature_map in enumerate(upsampled):
-                pooled[layer].append(masked_average_pool(feature_map, region_masks[start + offset]))
+                pooled[layer].append(masked_pool(feature_map, region_masks[start + offset], statistics))
     num_empty = int(empty.sum())
     if num_empty:
         warnings.warn(
@@ -869,3 +938,64 @@ def combine_blocks(blocks: Mapping[str, np.ndarray] | Sequence[np.ndarray]) -> n
         centred = np.where(constant, 0.0, block - mean) / np.where(constant, 1.0, spread)
         scaled.append(centred / np.sqrt(block.shape[1]))
     return np.concatenate(scaled, axis=1).astype(np.float32)
+
+
+def segment_region(predicted_masks: np.ndarray, region: str = "pet") -> np.ndarray:
+    """Boolean ``(N, H, W)`` masks of each image's pet, from predicted class masks.
+
+    Args:
+        predicted_masks: integer class masks ``(N, H, W)`` (or ``(N, H, W, 1)``), for example from
+            ``metrics.predict_masks``.
+        region: a key of :data:`SEGMENT_REGIONS`.
+
+    Taught in ``05_clustering``.
+    """
+    if region not in SEGMENT_REGIONS:
+        raise ValueError(f"region must be one of {list(SEGMENT_REGIONS)}; got {region!r}.")
+    masks = np.asarray(predicted_masks)
+    if masks.ndim == 4 and masks.shape[-1] == 1:
+        masks = masks[..., 0]
+    if masks.ndim != 3:
+        raise ValueError(f"predicted_masks must be (N, H, W); got shape {masks.shape}.")
+    return np.isin(masks, SEGMENT_REGIONS[region])
+
+
+def segment_representations(
+    extractor: keras.Model,
+    images: np.ndarray,
+    region_masks: np.ndarray,
+    encoder_stages: Sequence[str],
+    statistics: str | Sequence[str] = ("mean",),
+    batch_size: int = DEFAULT_BATCH_SIZE,
+) -> tuple[dict[str, np.ndarray], int]:
+    """Every description of whole pets that ``05_clustering`` compares, one row per image.
+
+    * :data:`COLOUR_BASELINE`: mean and spread of Lab colour inside the region, no learned features;
+    * one entry per layer of ``extractor``: that layer pooled inside the region with ``statistics``;
+    * :data:`ENCODER_REPRESENTATION`: the ``encoder_stages`` pooled the same way and joined with
+      :func:`combine_blocks`, so that each stage weighs the same.
+
+    Each is standardised (:func:`combine_blocks`), ready for k-means. ``bench/segments.py`` calls
+    this on the train split to choose the notebook's defaults.
+
+    Returns:
+        ``(representations, num_empty)``; ``num_empty`` counts images whose region was empty and
+        which were pooled over the whole image instead (see :func:`pool_segments_by_layer`).
+
+    Taught in ``05_clustering``.
+    """
+    names = extractor_layer_names(extractor)
+    missing = [stage for stage in encoder_stages if stage not in names]
+    if not encoder_stages or missing:
+        raise ValueError(
+            f"encoder_stages must be some of the extractor's layers {list(names)}; got {encoder_stages!r}."
+        )
+    pooled, num_empty = pool_segments_by_layer(
+        extractor, images, region_masks, batch_size=batch_size, statistics=statistics
+    )
+    representations = {
+        COLOUR_BASELINE: combine_blocks([clustering.region_colour_features(images, region_masks)]),
+        **{layer: combine_blocks([vectors]) for layer, vectors in pooled.items()},
+        ENCODER_REPRESENTATION: combine_blocks([pooled[stage] for stage in encoder_stages]),
+    }
+    return representations, num_empty
