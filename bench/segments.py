@@ -1,10 +1,10 @@
 """How well each description of whole pets clusters by species and breed: the grid behind 05's defaults.
 
 For every region (``features.SEGMENT_REGIONS``: the predicted pet class alone, or pet + border)
-and every set of pooled statistics (the mean alone, or mean and standard deviation), this pools
-each stage of the trained U-Net inside each image's predicted region, builds the representations
-of ``features.segment_representations`` (the Lab colour baseline, each stage alone, and all
-encoder stages joined), clusters them with k-means (k = 2 for species, k = the number of breeds
+and every set of pooled statistics (the mean, the standard deviation, or both), this pools each
+stage of the trained U-Net inside each image's predicted region, builds the representations of
+``features.segment_representations`` (the Lab colour baseline, each stage alone, all encoder
+stages joined, and the inner encoder stages joined), clusters them with k-means (k = 2 for species, k = the number of breeds
 present) and prints one JSON line per (split, region, statistics, representation, target) with
 ARI, NMI and purity.
 
@@ -34,7 +34,11 @@ import numpy as np
 
 from unet_clustering import clustering, config, data, features, metrics, training, unet
 
-STATISTICS_CHOICES: dict[str, tuple[str, ...]] = {"mean": ("mean",), "mean+std": ("mean", "std")}
+STATISTICS_CHOICES: dict[str, tuple[str, ...]] = {
+    "mean": ("mean",),
+    "std": ("std",),
+    "mean+std": ("mean", "std"),
+}
 
 
 def score_split(

@@ -220,11 +220,12 @@ def test_segments_bench_scores_every_region_statistic_and_representation(bench_e
         features.COLOUR_BASELINE,
         *unet.model_stage_names(model),
         features.ENCODER_REPRESENTATION,
+        features.INNER_ENCODER_REPRESENTATION,
     ]
     assert {(line["region"], line["statistics"], line["representation"]) for line in lines} == {
         (region, statistics, name)
         for region in features.SEGMENT_REGIONS
-        for statistics in ("mean", "mean+std")
+        for statistics in ("mean", "std", "mean+std")
         for name in representations
     }
     assert {line["split"] for line in lines} == {"train"}

@@ -494,6 +494,15 @@ def test_pooling_with_std_appends_each_channel_spread(extractor, images):
     np.testing.assert_allclose(alone[0], pooled["dec1"][0, CHANNELS["dec1"] :], rtol=1e-6)
 
 
+def test_inner_encoder_stages_drop_the_first_stage_and_the_bottleneck():
+    assert features.inner_encoder_stages(["enc1", "enc2", "enc3", "enc4", "bottleneck"]) == [
+        "enc2",
+        "enc3",
+        "enc4",
+    ]
+    assert features.inner_encoder_stages(("enc1", "bottleneck")) == []
+
+
 def test_segment_region_selects_the_predicted_classes():
     masks = striped_masks(2, (5, 7, 4))
     pet = features.segment_region(masks, "pet")
@@ -522,7 +531,8 @@ def test_segment_representations_hold_the_baseline_each_layer_and_the_stages_joi
         "enc2",
         "bottleneck",
         "dec1",
-        "encoder",
+        features.ENCODER_REPRESENTATION,
+        features.INNER_ENCODER_REPRESENTATION,
     ]
     assert representations[features.COLOUR_BASELINE].shape == (5, 6)
     for layer in ("enc1", "dec1"):
@@ -531,8 +541,19 @@ def test_segment_representations_hold_the_baseline_each_layer_and_the_stages_joi
     np.testing.assert_allclose(
         representations["encoder"], features.combine_blocks([pooled[stage] for stage in stages]), atol=1e-6
     )
+    # The inner stages leave out enc1 and the bottleneck: here only enc2, standardised.
+    np.testing.assert_allclose(
+        representations["inner encoder"], features.combine_blocks([pooled["enc2"]]), atol=1e-6
+    )
     means, _ = features.segment_representations(extractor, images, regions, stages)
     assert means["encoder"].shape == (5, sum(CHANNELS[stage] for stage in stages))
+    spreads, _ = features.segment_representations(extractor, images, regions, stages, statistics="std")
+    np.testing.assert_allclose(
+        spreads["enc2"], features.combine_blocks([pooled["enc2"][:, CHANNELS["enc2"] :]]), atol=1e-6
+    )
+    # With no stage between the first and the bottleneck, there is no inner representation.
+    shallow, _ = features.segment_representations(extractor, images, regions, ["enc1", "bottleneck"])
+    assert "inner encoder" not in shallow
     with pytest.raises(ValueError, match="encoder_stages"):
         features.segment_representations(extractor, images, regions, ["enc1", "dec2"])
     with pytest.raises(ValueError, match="encoder_stages"):

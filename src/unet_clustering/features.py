@@ -63,6 +63,10 @@ SEGMENT_REGIONS: dict[str, tuple[int, ...]] = {
 #: Name of the representation that joins every encoder stage (see :func:`segment_representations`).
 ENCODER_REPRESENTATION = "encoder"
 
+#: Name of the one that joins the inner encoder stages: all but the first (full resolution, close
+#: to raw colour and edges) and the bottleneck (shaped by what the decoder needs for the mask).
+INNER_ENCODER_REPRESENTATION = "inner encoder"
+
 #: Name of the colour baseline among :func:`segment_representations`.
 COLOUR_BASELINE = "Lab colour of the region (baseline)"
 
@@ -973,7 +977,9 @@ def segment_representations(
     * :data:`COLOUR_BASELINE`: mean and spread of Lab colour inside the region, no learned features;
     * one entry per layer of ``extractor``: that layer pooled inside the region with ``statistics``;
     * :data:`ENCODER_REPRESENTATION`: the ``encoder_stages`` pooled the same way and joined with
-      :func:`combine_blocks`, so that each stage weighs the same.
+      :func:`combine_blocks`, so that each stage weighs the same;
+    * :data:`INNER_ENCODER_REPRESENTATION`: the same without the first of ``encoder_stages`` and
+      the last (the bottleneck), when that leaves any (see :func:`inner_encoder_stages`).
 
     Each is standardised (:func:`combine_blocks`), ready for k-means. ``bench/segments.py`` calls
     this on the train split to choose the notebook's defaults.
@@ -998,4 +1004,16 @@ def segment_representations(
         **{layer: combine_blocks([vectors]) for layer, vectors in pooled.items()},
         ENCODER_REPRESENTATION: combine_blocks([pooled[stage] for stage in encoder_stages]),
     }
+    inner = inner_encoder_stages(encoder_stages)
+    if inner:
+        representations[INNER_ENCODER_REPRESENTATION] = combine_blocks([pooled[stage] for stage in inner])
     return representations, num_empty
+
+
+def inner_encoder_stages(encoder_stages: Sequence[str]) -> list[str]:
+    """``encoder_stages`` (``enc1`` ... ``encD``, ``bottleneck``) without the first and the last.
+
+    For the ``quick`` U-Net (depth 4) that is ``enc2``, ``enc3``, ``enc4``; for depth 1 it is empty.
+    Taught in ``05_clustering``.
+    """
+    return list(encoder_stages)[1:-1]
