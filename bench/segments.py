@@ -4,9 +4,10 @@ For every region (``features.SEGMENT_REGIONS``: the predicted pet class alone, o
 and every set of pooled statistics (the mean, the standard deviation, or both), this pools each
 stage of the trained U-Net inside each image's predicted region, builds the representations of
 ``features.segment_representations`` (the Lab colour baseline, each stage alone, all encoder
-stages joined, and the inner encoder stages joined), clusters them with k-means (k = 2 for species, k = the number of breeds
-present) and prints one JSON line per (split, region, statistics, representation, target) with
-ARI, NMI and purity.
+stages joined, and the inner encoder stages joined), clusters them with k-means (k = 2 for
+species, k = the number of breeds present) and prints one JSON line per (split, region,
+statistics, representation, target) with ARI, NMI and purity. ``bench/RESULTS.md`` section 5
+holds the figures and the rule that picked notebook 05's defaults from them.
 
 Choose on the **train** split (the default), then read the test split once: notebook
 ``05_clustering`` reports the test split, so choosing there would tune on the figures it reports.
@@ -110,6 +111,8 @@ def main(argv: list[str] | None = None) -> int:
     arguments = parser.parse_args(argv)
     if arguments.seeds < 1:
         parser.error("--seeds must be at least 1")
+    if arguments.max_examples is not None and arguments.max_examples < 4:
+        parser.error("--max-examples must be at least 4: k-means needs more pets than clusters")
 
     profile = config.get_profile(arguments.profile)
     started = time.perf_counter()

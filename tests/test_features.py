@@ -468,6 +468,11 @@ def test_masked_pool_refuses_unknown_or_repeated_statistics(statistics):
         features.masked_pool(np.ones((2, 2, 1)), np.ones((2, 2), bool), statistics)
 
 
+def test_check_statistics_accepts_one_name_or_several():
+    assert features.check_statistics("std") == ("std",)
+    assert features.check_statistics(["std", "mean"]) == ("std", "mean")
+
+
 def test_pooling_with_std_appends_each_channel_spread(extractor, images):
     regions = striped_masks(5, (5, 7, 4)) == config.PET
     regions[1] = False  # the whole-image fallback must give the whole image's spread too

@@ -53,8 +53,9 @@ INTERPOLATIONS: tuple[str, ...] = ("bilinear", "nearest")
 #: Per-channel statistics :func:`masked_pool` can describe a region with.
 POOL_STATISTICS: tuple[str, ...] = ("mean", "std")
 
-#: Which predicted classes make the region a pet is described by (see :func:`segment_region`).
-#: ``"pet"`` leaves out the border band, a few pixels wide, which mixes pet and background.
+#: The predicted classes that make up the region over which a pet is described (see
+#: :func:`segment_region`). ``"pet"`` leaves out the border band, a few pixels wide, which mixes
+#: pet and background.
 SEGMENT_REGIONS: dict[str, tuple[int, ...]] = {
     "pet": (config.PET,),
     "pet+border": (config.PET, config.BORDER),
@@ -766,7 +767,12 @@ def masked_average_pool(feature_map: np.ndarray, region_mask: np.ndarray) -> np.
     return (feature_map[region_mask].sum(axis=0, dtype=np.float64) / selected).astype(np.float32)
 
 
-def _check_statistics(statistics: str | Sequence[str]) -> tuple[str, ...]:
+def check_statistics(statistics: str | Sequence[str]) -> tuple[str, ...]:
+    """``statistics`` as a tuple of names from :data:`POOL_STATISTICS` (one name may be a plain string).
+
+    Raises:
+        ValueError: no name, an unknown name, or a name given twice.
+    """
     statistics = (statistics,) if isinstance(statistics, str) else tuple(statistics)
     unknown = [name for name in statistics if name not in POOL_STATISTICS]
     if not statistics or unknown or len(set(statistics)) != len(statistics):
@@ -782,8 +788,9 @@ def masked_pool(
     """Describe the region of a ``(H, W, C)`` map by per-channel statistics of its pixels.
 
     ``"mean"`` is :func:`masked_average_pool`. ``"std"`` is each channel's standard deviation
-    over the region, ``sqrt(mean(x^2) - mean(x)^2)``: it tells a uniform coat from a patterned
-    one, which two regions with the same average colour or texture response can share.
+    over the region, ``sqrt(mean((x - mean(x))^2))``: how much the channel's response varies
+    across the region. A plain coat and a spotted one can share an average response; their
+    spreads differ.
 
     Returns:
         float32 ``(C * len(statistics),)``: the statistics one after the other, in the order given.
@@ -793,7 +800,7 @@ def masked_pool(
 
     Taught in ``05_clustering``.
     """
-    statistics = _check_statistics(statistics)
+    statistics = check_statistics(statistics)
     mean = masked_average_pool(feature_map, region_mask)
     parts = []
     for name in statistics:
@@ -815,7 +822,7 @@ def pool_segments(
     interpolation: str = "bilinear",
     statistics: str | Sequence[str] = ("mean",),
 ) -> tuple[np.ndarray, int]:
-    """One vector per image: ``layer``'s map averaged over that image's region mask.
+    """One vector per image: ``layer``'s map pooled over that image's region mask (averaged, by default).
 
     The map is first resized to the masks' resolution (see :func:`upsample_to`), so a thin
     region still weighs the coarse cells it overlaps.
@@ -829,9 +836,9 @@ def pool_segments(
             the default is the average alone.
 
     Returns:
-        ``(pooled, num_empty)``: ``pooled`` is float32 ``(N, channels * len(statistics))``; an image whose region is
-        empty gets its whole-image average instead, and ``num_empty`` counts those images (one
-        warning reports the count).
+        ``(pooled, num_empty)``: ``pooled`` is float32 ``(N, channels * len(statistics))``; an
+        image whose region is empty is pooled over the whole image instead, and ``num_empty``
+        counts those images (one warning reports the count).
 
     Taught in ``05_clustering``.
     """
@@ -868,7 +875,7 @@ def pool_segments_by_layer(
 
     Taught in ``05_clustering``.
     """
-    statistics = _check_statistics(statistics)
+    statistics = check_statistics(statistics)
     names = extractor_layer_names(extractor)
     layers = list(names) if layers is None else [layers] if isinstance(layers, str) else list(layers)
     if not layers:
