@@ -33,9 +33,16 @@ def main() -> int:
     parser.add_argument("--loss", choices=metrics.LOSS_KINDS, help="override the profile's loss")
     parser.add_argument("--schedule", choices=training.SCHEDULES, help="override the profile's schedule")
     parser.add_argument("--no-tta", action="store_true", help="evaluate without flip test-time augmentation")
+    parser.add_argument(
+        "--max-train-examples",
+        type=int,
+        help="train on the first N images of the trainval list only (a tenth of them validate)",
+    )
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--save-model", default=None, help="also save the best model to this .keras file")
     arguments = parser.parse_args()
+    if arguments.max_train_examples is not None and arguments.max_train_examples < 2:
+        parser.error("--max-train-examples must be at least 2: one to train on, one to validate")
     if arguments.save_model and not arguments.save_model.endswith(".keras"):
         parser.error(f"--save-model must name a .keras file; got {arguments.save_model!r}")
 
@@ -48,6 +55,7 @@ def main() -> int:
         loss=arguments.loss,
         schedule=arguments.schedule,
         tta_flip=False if arguments.no_tta else None,
+        max_train_examples=arguments.max_train_examples,
     )
     print(f"profile: {profile}", file=sys.stderr)
     # Progress (tfds, Keras) goes to stderr; stdout carries only the JSON line.
@@ -84,6 +92,8 @@ def main() -> int:
         "loss": profile.loss,
         "schedule": profile.schedule,
         "tta_flip": profile.tta_flip,
+        "train_images": datasets.counts["train"],
+        "validation_images": datasets.counts["validation"],
         "test_images": scores["num_images"],
         "source": datasets.source.kind,
         "saved_model": arguments.save_model,

@@ -19,6 +19,7 @@ Usage::
 
     python bench/segments.py                    # train split, the model in artifacts/
     python bench/segments.py --split train --split test
+    python bench/segments.py --model half.keras --skip 150   # images 151-300 of trainval only
 
 Needs ``artifacts/unet.keras`` (notebook ``03_training``) and the dataset.
 """
@@ -43,9 +44,11 @@ STATISTICS_CHOICES: dict[str, tuple[str, ...]] = {
 
 
 def score_split(
-    model, profile: config.Profile, split: str, seeds: list[int], max_examples: int | None
+    model, profile: config.Profile, split: str, seeds: list[int], max_examples: int | None, skip: int = 0
 ) -> list[dict]:
-    arrays = data.split_arrays(split, profile, max_examples=max_examples)
+    limit = None if max_examples is None else skip + max_examples
+    arrays = data.split_arrays(split, profile, max_examples=limit)
+    arrays = {key: values[skip:] for key, values in arrays.items()}
     images = arrays["image"]
     predicted = metrics.predict_masks(model, images, tta_flip=profile.tta_flip)
     targets = {"species": arrays["species"], "breed": arrays["label"]}
@@ -107,10 +110,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--max-examples", type=int, default=None, help="use only the first N images of each split"
     )
+    parser.add_argument(
+        "--skip",
+        type=int,
+        default=0,
+        help="leave out the first N images of each split, e.g. those a model from "
+        "bench/quality.py --max-train-examples N was trained on",
+    )
     parser.add_argument("--model", default=None, help="model file (default: artifacts/unet.keras)")
     arguments = parser.parse_args(argv)
     if arguments.seeds < 1:
         parser.error("--seeds must be at least 1")
+    if arguments.skip < 0:
+        parser.error("--skip must be 0 or more")
     if arguments.max_examples is not None and arguments.max_examples < 4:
         parser.error("--max-examples must be at least 4: k-means needs more pets than clusters")
 
@@ -126,9 +138,10 @@ def main(argv: list[str] | None = None) -> int:
     seeds = [config.DEFAULT_SEED + offset for offset in range(arguments.seeds)]
     for split in arguments.split or ["train"]:
         with contextlib.redirect_stdout(sys.stderr):
-            rows = score_split(model, profile, split, seeds, arguments.max_examples)
+            rows = score_split(model, profile, split, seeds, arguments.max_examples, arguments.skip)
         for row in rows:
-            print(json.dumps({"profile": profile.name, **row, "model": str(model_path)}), flush=True)
+            line = {"profile": profile.name, **row, "skipped": arguments.skip, "model": str(model_path)}
+            print(json.dumps(line), flush=True)
     print(f"done in {time.perf_counter() - started:.1f} s", file=sys.stderr)
     return 0
 

@@ -191,6 +191,9 @@ def test_quality_bench_prints_test_metrics_reproducibly(bench_env: dict[str, str
     )
     again = single_line("quality.py", "--epochs", "1", "--seed", "3", env=bench_env)
     assert line["saved_model"] == str(saved) and again["saved_model"] is None
+    fewer = single_line("quality.py", "--epochs", "1", "--max-train-examples", "10", env=bench_env)
+    assert fewer["train_images"] + fewer["validation_images"] == 10 and fewer["validation_images"] >= 1
+    assert line["train_images"] + line["validation_images"] > 10
     from unet_clustering import training
 
     assert (
@@ -221,6 +224,8 @@ def test_segments_bench_scores_every_region_statistic_and_representation(bench_e
         *unet.model_stage_names(model),
         features.ENCODER_REPRESENTATION,
         features.INNER_ENCODER_REPRESENTATION,
+        features.ENCODER_REPRESENTATION + features.WITH_COLOUR,
+        features.INNER_ENCODER_REPRESENTATION + features.WITH_COLOUR,
     ]
     assert {(line["region"], line["statistics"], line["representation"]) for line in lines} == {
         (region, statistics, name)
@@ -233,6 +238,13 @@ def test_segments_bench_scores_every_region_statistic_and_representation(bench_e
         assert line["target"] in ("species", "breed") and line["k"] >= 2
         assert 0.0 <= line["nmi_min"] <= line["nmi"] <= line["nmi_max"] <= 1.0
         assert 0.0 <= line["purity"] <= 1.0 and line["images"] > line["k"]
+        assert line["skipped"] == 0
+    # --skip leaves out the first images, as a model trained on them would need.
+    total = lines[0]["images"]
+    later = run_bench(
+        "segments.py", "--model", str(tmp_path / "unet.keras"), "--seeds", "1", "--skip", "3", env=bench_env
+    )
+    assert {line["images"] for line in later} == {total - 3} and {line["skipped"] for line in later} == {3}
 
 
 def test_segments_bench_without_a_model_names_the_notebook(bench_env, tmp_path):

@@ -15,7 +15,7 @@ import keras
 import numpy as np
 import pytest
 
-from unet_clustering import config, features
+from unet_clustering import clustering, config, features
 
 IMAGE_SIZE = 16
 #: Channels of the tiny model's layers; all different on purpose.
@@ -538,6 +538,8 @@ def test_segment_representations_hold_the_baseline_each_layer_and_the_stages_joi
         "dec1",
         features.ENCODER_REPRESENTATION,
         features.INNER_ENCODER_REPRESENTATION,
+        "encoder + colour",
+        "inner encoder + colour",
     ]
     assert representations[features.COLOUR_BASELINE].shape == (5, 6)
     for layer in ("enc1", "dec1"):
@@ -556,9 +558,16 @@ def test_segment_representations_hold_the_baseline_each_layer_and_the_stages_joi
     np.testing.assert_allclose(
         spreads["enc2"], features.combine_blocks([pooled["enc2"][:, CHANNELS["enc2"] :]]), atol=1e-6
     )
+    colour = clustering.region_colour_features(images, regions)
+    np.testing.assert_allclose(
+        representations["inner encoder + colour"],
+        features.combine_blocks([pooled["enc2"], colour]),
+        atol=1e-6,
+    )
     # With no stage between the first and the bottleneck, there is no inner representation.
     shallow, _ = features.segment_representations(extractor, images, regions, ["enc1", "bottleneck"])
-    assert "inner encoder" not in shallow
+    assert "inner encoder" not in shallow and "inner encoder + colour" not in shallow
+    assert "encoder + colour" in shallow
     with pytest.raises(ValueError, match="encoder_stages"):
         features.segment_representations(extractor, images, regions, ["enc1", "dec2"])
     with pytest.raises(ValueError, match="encoder_stages"):

@@ -71,6 +71,10 @@ INNER_ENCODER_REPRESENTATION = "inner encoder"
 #: Name of the colour baseline among :func:`segment_representations`.
 COLOUR_BASELINE = "Lab colour of the region (baseline)"
 
+#: Appended to a joined representation's name when the region's colour statistics join it as one
+#: more block (see :func:`segment_representations`).
+WITH_COLOUR = " + colour"
+
 #: Version of the layout written by :func:`save_features`; bump it when the layout changes.
 FEATURES_FORMAT_VERSION = 1
 
@@ -986,7 +990,9 @@ def segment_representations(
     * :data:`ENCODER_REPRESENTATION`: the ``encoder_stages`` pooled the same way and joined with
       :func:`combine_blocks`, so that each stage weighs the same;
     * :data:`INNER_ENCODER_REPRESENTATION`: the same without the first of ``encoder_stages`` and
-      the last (the bottleneck), when that leaves any (see :func:`inner_encoder_stages`).
+      the last (the bottleneck), when that leaves any (see :func:`inner_encoder_stages`);
+    * each joined representation again with the baseline's colour statistics as one more block
+      of the same weight, named with :data:`WITH_COLOUR` appended (``"encoder + colour"``).
 
     Each is standardised (:func:`combine_blocks`), ready for k-means. ``bench/segments.py`` calls
     this on the train split to choose the notebook's defaults.
@@ -1006,14 +1012,18 @@ def segment_representations(
     pooled, num_empty = pool_segments_by_layer(
         extractor, images, region_masks, batch_size=batch_size, statistics=statistics
     )
+    colour = clustering.region_colour_features(images, region_masks)
     representations = {
-        COLOUR_BASELINE: combine_blocks([clustering.region_colour_features(images, region_masks)]),
+        COLOUR_BASELINE: combine_blocks([colour]),
         **{layer: combine_blocks([vectors]) for layer, vectors in pooled.items()},
-        ENCODER_REPRESENTATION: combine_blocks([pooled[stage] for stage in encoder_stages]),
     }
-    inner = inner_encoder_stages(encoder_stages)
-    if inner:
-        representations[INNER_ENCODER_REPRESENTATION] = combine_blocks([pooled[stage] for stage in inner])
+    joined = {ENCODER_REPRESENTATION: list(encoder_stages)}
+    if inner_encoder_stages(encoder_stages):
+        joined[INNER_ENCODER_REPRESENTATION] = inner_encoder_stages(encoder_stages)
+    for name, stages in joined.items():
+        representations[name] = combine_blocks([pooled[stage] for stage in stages])
+    for name, stages in joined.items():
+        representations[name + WITH_COLOUR] = combine_blocks([*(pooled[stage] for stage in stages), colour])
     return representations, num_empty
 
 
