@@ -36,7 +36,8 @@ def main() -> int:
     parser.add_argument(
         "--max-train-examples",
         type=int,
-        help="train on the first N images of the trainval list only (a tenth of them validate)",
+        help="train on the first N images of the trainval list only (the profile's validation "
+        "fraction of them validate)",
     )
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--save-model", default=None, help="also save the best model to this .keras file")

@@ -4,13 +4,15 @@ For every region (``features.SEGMENT_REGIONS``: the predicted pet class alone, o
 and every set of pooled statistics (the mean, the standard deviation, or both), this pools each
 stage of the trained U-Net inside each image's predicted region, builds the representations of
 ``features.segment_representations`` (the Lab colour baseline, each stage alone, all encoder
-stages joined, and the inner encoder stages joined), clusters them with k-means (k = 2 for
-species, k = the number of breeds present) and prints one JSON line per (split, region,
-statistics, representation, target) with ARI, NMI and purity. ``bench/RESULTS.md`` section 5
+stages joined, the inner encoder stages joined, and those two again with the colour block),
+clusters them with k-means (k = 2 for species, k = the number of breeds present) and prints one
+JSON line per (split, region, statistics, representation, target) with ARI, NMI and purity. ``bench/RESULTS.md`` section 5
 holds the figures and the rule that picked notebook 05's defaults from them.
 
-Choose on the **train** split (the default), then read the test split once: notebook
-``05_clustering`` reports the test split, so choosing there would tune on the figures it reports.
+Never choose on the test split: notebook ``05_clustering`` reports it, so choosing there would
+tune on the figures it reports. The train split is biased too, because the U-Net was fitted on
+those images; ``--skip N`` with a model trained on the first N trainval images only
+(``bench/quality.py --max-train-examples N``) scores the images that model never saw.
 k-means keeps the best of ``clustering.SEGMENT_KMEANS_RESTARTS`` starts, as the notebook does,
 and runs once for each of ``--seeds`` consecutive seeds from the notebook's; each line gives the
 mean and the range over those seeds.
