@@ -13,8 +13,8 @@ Never choose on the test split: notebook ``05_clustering`` reports it, so choosi
 tune on the figures it reports. The train split is biased too, because the U-Net was fitted on
 those images; ``--skip N`` with a model trained on the first N trainval images only
 (``bench/quality.py --max-train-examples N``) scores the images that model never saw.
-k-means keeps the best of ``clustering.SEGMENT_KMEANS_RESTARTS`` starts, as the notebook does,
-and runs once for each of ``--seeds`` consecutive seeds from the notebook's; each line gives the
+Clustering is ``clustering.cluster_against``, as in the notebook,
+run once for each of ``--seeds`` consecutive seeds from the notebook's; each line gives the
 mean and the range over those seeds.
 
 Usage::
@@ -65,18 +65,10 @@ def score_split(
             )
             for name, vectors in representations.items():
                 for target, truth in targets.items():
-                    k = max(2, len(np.unique(truth)))
-                    if k >= len(vectors):
+                    results = [clustering.cluster_against(vectors, truth, seed=seed) for seed in seeds]
+                    if results[0] is None:
                         continue
-                    scores = [
-                        clustering.label_agreement(
-                            clustering.kmeans(
-                                vectors, k, seed=seed, n_init=clustering.SEGMENT_KMEANS_RESTARTS
-                            ).labels_,
-                            truth,
-                        )
-                        for seed in seeds
-                    ]
+                    scores = [score for _, score in results]
                     nmi = [score["nmi"] for score in scores]
                     rows.append(
                         {
@@ -85,7 +77,7 @@ def score_split(
                             "statistics": statistics_name,
                             "representation": name,
                             "target": target,
-                            "k": k,
+                            "k": scores[0]["k"],
                             "nmi": round(float(np.mean(nmi)), 4),
                             "nmi_min": round(min(nmi), 4),
                             "nmi_max": round(max(nmi), 4),

@@ -473,6 +473,20 @@ def test_colour_features_refuse_8_bit_images_and_unknown_spaces():
         clustering.colour_features(np.zeros((1, 2, 2, 3)), space="hsv")
 
 
+def test_cluster_against_takes_k_from_the_labels_and_finds_separated_groups() -> None:
+    rng = np.random.default_rng(0)
+    centres = np.array([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0]])
+    breeds = np.repeat([0, 1, 5], 20)  # label values need not be 0..k-1
+    vectors = centres[np.repeat([0, 1, 2], 20)] + rng.normal(scale=0.5, size=(60, 2))
+    labels, score = clustering.cluster_against(vectors, breeds, seed=3)
+    assert score["k"] == 3 and len(np.unique(labels)) == 3
+    assert score["nmi"] == pytest.approx(1.0) and score["purity"] == pytest.approx(1.0)
+    # One label present still splits in two; no more vectors than k gives no result.
+    _, single = clustering.cluster_against(vectors, np.zeros(60, int))
+    assert single["k"] == 2 and single["nmi"] == pytest.approx(0.0)
+    assert clustering.cluster_against(vectors[:3], np.array([0, 1, 5])) is None
+
+
 def test_label_agreement_is_perfect_for_relabelled_groups_and_low_for_unrelated_ones() -> None:
     species = np.array([0, 0, 0, 1, 1, 1])
     perfect = clustering.label_agreement(np.array([5, 5, 5, 2, 2, 2]), species)

@@ -788,6 +788,28 @@ def label_agreement(cluster_labels: np.ndarray, true_labels: np.ndarray) -> dict
     }
 
 
+def cluster_against(
+    vectors: np.ndarray, truth: np.ndarray, seed: int = config.DEFAULT_SEED
+) -> tuple[np.ndarray, dict[str, float]] | None:
+    """Cluster pets with k-means into as many groups as ``truth`` has labels, and score the result.
+
+    k is the number of distinct labels in ``truth`` (at least 2): 2 for species, the number of
+    breeds present for breeds. k-means keeps the best of :data:`SEGMENT_KMEANS_RESTARTS` starts.
+
+    Returns:
+        ``(cluster_labels, {"k": k, "ari": ..., "nmi": ..., "purity": ...})`` (see
+        :func:`label_agreement`), or ``None`` when there are not more vectors than k.
+
+    Used by ``05_clustering`` and ``bench/segments.py``.
+    """
+    truth = np.asarray(truth).reshape(-1)
+    k = max(2, len(np.unique(truth)))
+    if k >= len(vectors):
+        return None
+    labels = kmeans(vectors, k, seed=seed, n_init=SEGMENT_KMEANS_RESTARTS).labels_
+    return labels, {"k": k, **label_agreement(labels, truth)}
+
+
 def describe_clusters(
     cluster_maps: np.ndarray, masks: np.ndarray, images: np.ndarray
 ) -> list[dict[str, Any]]:
