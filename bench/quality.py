@@ -3,6 +3,7 @@
     python bench/quality.py --profile quick
     python bench/quality.py --profile full --epochs 400
     python bench/quality.py --seed 1 --save-model /tmp/unet-seed1.keras   # keep the model, e.g. for bench/segments.py
+    python bench/quality.py --profile full --run-dir runs/full   # the same command again resumes a killed run
 
 Needs the dataset (tfds download, or $OXFORD_PETS_DIR). Metrics are computed on the whole tfds
 ``test`` split (298 images in the shared sample) at the profile's image size; see
@@ -15,6 +16,7 @@ import argparse
 import contextlib
 import json
 import sys
+from pathlib import Path
 
 from unet_clustering import config, data, metrics, training
 
@@ -41,6 +43,13 @@ def main() -> int:
     )
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--save-model", default=None, help="also save the best model to this .keras file")
+    parser.add_argument(
+        "--run-dir",
+        default=None,
+        help="train in this folder and keep its best model, history.csv and per-epoch backup there; "
+        "the same command run again after a kill or a disconnect resumes from the last finished epoch "
+        "(default: a temporary folder, deleted afterwards)",
+    )
     arguments = parser.parse_args()
     if arguments.max_train_examples is not None and arguments.max_train_examples < 2:
         parser.error("--max-train-examples must be at least 2: one to train on, one to validate")
@@ -63,15 +72,28 @@ def main() -> int:
     with contextlib.redirect_stdout(sys.stderr):
         datasets = data.make_datasets(profile, seed=arguments.seed)
         model = training.build_for_profile(profile, datasets.counts["train"], seed=arguments.seed)
-        result, best = training.fit_throwaway(
-            model,
-            datasets.train,
-            datasets.validation,
-            epochs=profile.epochs,
-            num_train_examples=datasets.counts["train"],
-            image_size=profile.image_size,
-            seed=arguments.seed,
-        )
+        if arguments.run_dir:
+            result = training.fit(
+                model,
+                datasets.train,
+                datasets.validation,
+                epochs=profile.epochs,
+                num_train_examples=datasets.counts["train"],
+                run_dir=Path(arguments.run_dir),
+                seed=arguments.seed,
+                verbose=2,
+            )
+            best = training.load_trained_model(result.model_path, image_size=profile.image_size)
+        else:
+            result, best = training.fit_throwaway(
+                model,
+                datasets.train,
+                datasets.validation,
+                epochs=profile.epochs,
+                num_train_examples=datasets.counts["train"],
+                image_size=profile.image_size,
+                seed=arguments.seed,
+            )
         scores = metrics.evaluate(best, datasets.test, tta_flip=profile.tta_flip)
         if arguments.save_model:
             best.save(arguments.save_model)
@@ -98,6 +120,8 @@ def main() -> int:
         "test_images": scores["num_images"],
         "source": datasets.source.kind,
         "saved_model": arguments.save_model,
+        "run_dir": arguments.run_dir,
+        "resumed": result.resumed,
     }
     print(json.dumps(line))
     return 0

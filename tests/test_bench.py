@@ -6,10 +6,13 @@ that every line reports are.
 
 from __future__ import annotations
 
+import csv
 import importlib.util
 import json
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -191,6 +194,7 @@ def test_quality_bench_prints_test_metrics_reproducibly(bench_env: dict[str, str
     )
     again = single_line("quality.py", "--epochs", "1", "--seed", "3", env=bench_env)
     assert line["saved_model"] == str(saved) and again["saved_model"] is None
+    assert line["run_dir"] is None and line["resumed"] is False
     fewer = single_line("quality.py", "--epochs", "1", "--max-train-examples", "10", env=bench_env)
     assert fewer["train_images"] + fewer["validation_images"] == 10 and fewer["validation_images"] >= 1
     assert line["train_images"] + line["validation_images"] > 10
@@ -208,6 +212,59 @@ def test_quality_bench_prints_test_metrics_reproducibly(bench_env: dict[str, str
         assert 0.0 <= line[key] <= 1.0, key
     assert set(line["iou_per_class"]) == {"pet", "background", "border"}
     assert line["epochs"] == 1 and line["train_s"] > 0 and line["images_per_s"] > 0
+
+
+def test_quality_bench_with_a_run_dir_resumes_a_killed_run(bench_env: dict[str, str], tmp_path: Path) -> None:
+    from unet_clustering import training
+
+    run_dir = tmp_path / "run"
+    epochs = 6
+    command = [
+        sys.executable,
+        str(ROOT / "bench" / "quality.py"),
+        "--epochs",
+        str(epochs),
+        "--run-dir",
+        str(run_dir),
+    ]
+    backup, history = run_dir / training.BACKUP_FOLDER, run_dir / training.HISTORY_FILE
+
+    def finished_epochs() -> int:
+        return max(0, len(history.read_text().splitlines()) - 1) if history.exists() else 0
+
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=bench_env, cwd=ROOT
+    )
+    try:
+        deadline = time.monotonic() + 600
+        while not (backup.is_dir() and any(not entry.name.startswith(".") for entry in backup.iterdir())):
+            if process.poll() is not None:
+                pytest.fail(f"the run ended before it could be killed:\n{process.stderr.read()[-3000:]}")
+            if time.monotonic() > deadline:
+                pytest.fail("the run wrote no backup in time")
+            time.sleep(0.02)
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        process.stdout.close()
+        process.stderr.close()
+    assert process.returncode == -signal.SIGKILL
+    assert 1 <= finished_epochs() < epochs
+
+    line = single_line("quality.py", "--epochs", str(epochs), "--run-dir", str(run_dir), env=bench_env)
+    assert line["resumed"] is True and line["run_dir"] == str(run_dir)
+    assert line["epochs"] == epochs
+    with history.open(newline="") as stream:
+        assert [int(row["epoch"]) for row in csv.DictReader(stream)] == list(range(epochs))
+    # The run is complete, so its backup is gone; the best model stays in the folder.
+    assert not backup.exists()
+    model = training.load_trained_model(run_dir / training.MODEL_FILE, image_size=line["image_size"])
+    assert model.count_params() == line["parameters"]
+    for key in ("fg_iou", "fg_dice", "mean_iou", "pixel_accuracy"):
+        assert 0.0 <= line[key] <= 1.0, key
 
 
 def test_segments_bench_scores_every_region_statistic_and_representation(bench_env, tmp_path):
