@@ -706,3 +706,38 @@ def test_accelerators_and_the_default_strategy_on_a_cpu():
     assert found == {"gpu": 0, "tpu": 0}
     assert training.replicas(training.default_strategy()) == 1
     assert training.replicas(None) == 1
+
+
+# --------------------------------------------------------------------------------------------
+# The pretrained-encoder option of 03_training (ENCODER = "mobilenetv2")
+
+
+def test_build_for_profile_takes_the_mobilenetv2_encoder_and_notebooks_04_05_can_use_it(tmp_path):
+    from unet_clustering import features
+
+    profile = config.with_overrides(
+        config.get_profile("smoke"), image_size=64, base_filters=4, epochs=1, batch_size=4
+    )
+    plain = training.build_for_profile(profile, 8, seed=0)
+    assert len(unet.encoder_stage_names(plain)) == profile.depth + 1
+    # MobileNetV2's depth is fixed: the profile's depth must not reach it.
+    model = training.build_for_profile(profile, 8, seed=0, encoder="mobilenetv2", pretrained=False)
+    assert unet.encoder_stage_names(model) == [f"enc{stage}" for stage in range(1, 6)] + ["bottleneck"]
+    assert isinstance(model.get_layer("mobilenetv2_encoder"), keras.Model)
+
+    random = np.random.default_rng(0)
+    images = random.random((8, 64, 64, 3), dtype=np.float32)
+    masks = random.integers(0, config.NUM_CLASSES, size=(8, 64, 64)).astype(np.int32)
+    history = model.fit(images, masks, epochs=1, batch_size=4, verbose=0)
+    assert np.isfinite(history.history["loss"]).all()
+    model.save(tmp_path / training.MODEL_FILE)
+
+    loaded = training.load_trained_model(tmp_path / training.MODEL_FILE, image_size=64)
+    extractor = features.feature_extractor(loaded, unet.model_stage_names(loaded))
+    stages = unet.encoder_stage_names(loaded)
+    representations, num_empty = features.segment_representations(
+        extractor, images, masks == config.PET, stages, statistics=("std",)
+    )
+    inner = features.INNER_ENCODER_REPRESENTATION + features.WITH_COLOUR
+    assert num_empty == 0 and representations[inner].shape[0] == len(images)
+    assert np.isfinite(representations[inner]).all()

@@ -225,8 +225,13 @@ def build_for_profile(
 
     The schedule's length is the profile's epochs times the number of batches per epoch. The
     random seed is set first, so the same ``seed`` gives the same initial weights.
-    ``unet_options`` go to :func:`unet.build_unet` (for example ``dropout=0.1``).
+    ``unet_options`` go to :func:`unet.build_unet` (for example ``dropout=0.1``, or
+    ``encoder="mobilenetv2"``, whose depth is fixed, so the profile's depth applies only to the
+    plain encoder). Taught in ``03_training``.
     """
+    unet_options = dict(unet_options)
+    if unet_options.get("encoder", "plain") == "plain":
+        unet_options.setdefault("depth", profile.depth)
     keras.utils.set_random_seed(config.get_seed(seed))
     steps_per_epoch = math.ceil(num_train_examples / profile.batch_size)
     scope = strategy.scope() if strategy is not None else contextlib.nullcontext()
@@ -235,7 +240,6 @@ def build_for_profile(
             image_size=profile.image_size,
             num_classes=config.NUM_CLASSES,
             base_filters=profile.base_filters,
-            depth=profile.depth,
             **unet_options,
         )
         compile_model(
@@ -568,7 +572,8 @@ def load_trained_model(path: Path | None = None, image_size: int | None = None) 
     if image_size is not None and model_size is not None and model_size != image_size:
         raise IncompatibleModelError(
             f"{path} was trained on {model_size} px images but this run uses {image_size} px; "
-            f"run notebooks/{config.ARTIFACT_MAKERS[MODEL_FILE]} with the same profile, or change IMAGE_SIZE."
+            f"run notebooks/{config.ARTIFACT_MAKERS[MODEL_FILE]} again with this run's profile, or set "
+            f"PROFILE_NAME (or ${config.PROFILE_ENV}) to the profile that model was trained with."
         )
     return model
 
