@@ -103,7 +103,7 @@ PROFILES: dict[str, Profile] = {
         tta_flip=True,
         pixels_per_image=512,
         cluster_images=64,
-        description="CPU default: the whole series in about 15 minutes on 2 cores.",
+        description="CPU default: the whole series in 10 to 15 minutes on 2 cores.",
     ),
     "full": Profile(
         name="full",

@@ -35,9 +35,9 @@ from unet_clustering.config import NUM_CLASSES
 UPSAMPLING_MODES: tuple[str, ...] = ("transpose", "bilinear")
 ENCODERS: tuple[str, ...] = ("plain", "mobilenetv2")
 
-#: Batch-norm moving-average momentum. Keras' default (0.99) averages over ~100 steps, but an epoch
-#: of the few hundred training images here is ~20 steps: the statistics used at evaluation would
-#: lag far behind the weights, and validation scores would swing wildly in early epochs.
+#: Batch-norm moving-average momentum. Keras' default (0.99) averages over about 100 steps, but an
+#: epoch of the few hundred training images here is only a few dozen steps: the statistics used at
+#: evaluation would lag far behind the weights, and validation scores would swing wildly in early epochs.
 BATCH_NORM_MOMENTUM = 0.9
 #: The MobileNetV2 encoder halves the image this many times (its last tap is at ``S / 32``).
 MOBILENETV2_DEPTH = 5
