@@ -3,11 +3,14 @@
     python bench/quality.py --profile quick
     python bench/quality.py --profile full --epochs 400
     python bench/quality.py --seed 1 --save-model /tmp/unet-seed1.keras   # keep the model, e.g. for bench/segments.py
-    python bench/quality.py --profile full --run-dir runs/full   # the same command again resumes a killed run
+    python bench/quality.py --profile full --run-dir outputs/full-run   # run again to resume a killed run
 
 Needs the dataset (tfds download, or $OXFORD_PETS_DIR). Metrics are computed on the whole tfds
 ``test`` split (298 images in the shared sample) at the profile's image size; see
 ``unet_clustering.metrics`` for the definitions.
+
+With ``--run-dir``, a run that resumes says ``"resumed": true``; its ``train_s`` and
+``images_per_s`` then cover only the epochs this call trained, while ``epochs`` counts them all.
 """
 
 from __future__ import annotations
