@@ -253,7 +253,7 @@ def run_model(
     model, details = build_model(
         name, profile, bench_data.counts["train"], momentum, arguments.pretrained, arguments.train_encoder
     )
-    result, best = training.fit_throwaway(
+    result, best = training.fit_and_load(
         model,
         bench_data.train,
         bench_data.validation,

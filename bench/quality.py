@@ -75,28 +75,16 @@ def main() -> int:
     with contextlib.redirect_stdout(sys.stderr):
         datasets = data.make_datasets(profile, seed=arguments.seed)
         model = training.build_for_profile(profile, datasets.counts["train"], seed=arguments.seed)
-        if arguments.run_dir:
-            result = training.fit(
-                model,
-                datasets.train,
-                datasets.validation,
-                epochs=profile.epochs,
-                num_train_examples=datasets.counts["train"],
-                run_dir=Path(arguments.run_dir),
-                seed=arguments.seed,
-                verbose=2,
-            )
-            best = training.load_trained_model(result.model_path, image_size=profile.image_size)
-        else:
-            result, best = training.fit_throwaway(
-                model,
-                datasets.train,
-                datasets.validation,
-                epochs=profile.epochs,
-                num_train_examples=datasets.counts["train"],
-                image_size=profile.image_size,
-                seed=arguments.seed,
-            )
+        result, best = training.fit_and_load(
+            model,
+            datasets.train,
+            datasets.validation,
+            epochs=profile.epochs,
+            num_train_examples=datasets.counts["train"],
+            image_size=profile.image_size,
+            run_dir=Path(arguments.run_dir) if arguments.run_dir else None,
+            seed=arguments.seed,
+        )
         scores = metrics.evaluate(best, datasets.test, tta_flip=profile.tta_flip)
         if arguments.save_model:
             best.save(arguments.save_model)

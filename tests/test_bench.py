@@ -9,14 +9,13 @@ from __future__ import annotations
 import csv
 import importlib.util
 import json
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+from processes import kill_when
 
 ROOT = Path(__file__).resolve().parents[1]
 ANCHOR_KEYS = {
@@ -232,26 +231,13 @@ def test_quality_bench_with_a_run_dir_resumes_a_killed_run(bench_env: dict[str, 
     def finished_epochs() -> int:
         return max(0, len(history.read_text().splitlines()) - 1) if history.exists() else 0
 
-    process = subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=bench_env, cwd=ROOT
+    kill_when(
+        command,
+        lambda: backup.is_dir() and any(not entry.name.startswith(".") for entry in backup.iterdir()),
+        env=bench_env,
+        timeout_s=600,
+        cwd=ROOT,
     )
-    try:
-        deadline = time.monotonic() + 600
-        while not (backup.is_dir() and any(not entry.name.startswith(".") for entry in backup.iterdir())):
-            if process.poll() is not None:
-                pytest.fail(f"the run ended before it could be killed:\n{process.stderr.read()[-3000:]}")
-            if time.monotonic() > deadline:
-                pytest.fail("the run wrote no backup in time")
-            time.sleep(0.02)
-        process.send_signal(signal.SIGKILL)
-        process.wait(timeout=30)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-        process.stdout.close()
-        process.stderr.close()
-    assert process.returncode == -signal.SIGKILL
     assert 1 <= finished_epochs() < epochs
 
     line = single_line("quality.py", "--epochs", str(epochs), "--run-dir", str(run_dir), env=bench_env)

@@ -11,15 +11,14 @@ import csv
 import json
 import math
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
+from processes import kill_when
 
 from unet_clustering import config, metrics, training, unet
 
@@ -279,14 +278,16 @@ def test_two_fits_with_the_same_seed_are_identical(trained_run, tmp_path):
         np.testing.assert_array_equal(first_weights, second_weights)
 
 
-def test_fit_throwaway_trains_the_same_and_leaves_nothing_behind(trained_run, tmp_path, monkeypatch):
+def test_fit_and_load_without_a_run_dir_trains_the_same_and_leaves_nothing_behind(
+    trained_run, tmp_path, monkeypatch
+):
     _, _, kept = trained_run
     monkeypatch.setenv(config.ARTIFACTS_ENV, str(tmp_path / "artifacts"))
     monkeypatch.setattr(training.tempfile, "tempdir", str(tmp_path / "scratch"))
     (tmp_path / "scratch").mkdir()
     model = tiny_model()
     training.compile_model(model, LEARNING_RATE, total_steps=EPOCHS * math.ceil(NUM_TRAIN / BATCH_SIZE))
-    result, best = training.fit_throwaway(
+    result, best = training.fit_and_load(
         model,
         batched(*synthetic_split(NUM_TRAIN, seed=0)),
         batched(*synthetic_split(NUM_VALIDATION, seed=1)),
@@ -537,26 +538,12 @@ def test_a_killed_run_resumes_and_finishes_its_epochs(tmp_path):
     command = [sys.executable, str(script), str(run_dir), str(epochs), "0.1"]
     backup_folder, history_path = run_dir / training.BACKUP_FOLDER, run_dir / training.HISTORY_FILE
 
-    process = subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=quiet_environment()
+    kill_when(
+        command,
+        lambda: backup_folder.exists() and history_rows(history_path) >= 1,
+        env=quiet_environment(),
+        timeout_s=SUBPROCESS_TIMEOUT_S,
     )
-    try:
-        deadline = time.monotonic() + SUBPROCESS_TIMEOUT_S
-        while not (backup_folder.exists() and history_rows(history_path) >= 1):
-            if process.poll() is not None:
-                pytest.fail(f"the run ended before it could be killed:\n{process.stderr.read()[-3000:]}")
-            if time.monotonic() > deadline:
-                pytest.fail("the run wrote no backup and no history row in time")
-            time.sleep(0.02)
-        process.send_signal(signal.SIGKILL)
-        process.wait(timeout=30)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-        process.stdout.close()
-        process.stderr.close()
-    assert process.returncode == -signal.SIGKILL
     assert backup_folder.exists() and history_rows(history_path) < epochs
 
     finished = subprocess.run(

@@ -1018,8 +1018,9 @@ def segment_representations(
         **{layer: combine_blocks([vectors]) for layer, vectors in pooled.items()},
     }
     joined = {ENCODER_REPRESENTATION: list(encoder_stages)}
-    if inner_encoder_stages(encoder_stages):
-        joined[INNER_ENCODER_REPRESENTATION] = inner_encoder_stages(encoder_stages)
+    inner = inner_encoder_stages(encoder_stages)
+    if inner:
+        joined[INNER_ENCODER_REPRESENTATION] = inner
     for name, stages in joined.items():
         representations[name] = combine_blocks([pooled[stage] for stage in stages])
     for name, stages in joined.items():

@@ -457,22 +457,27 @@ def fit(
     )
 
 
-def fit_throwaway(
+def fit_and_load(
     model: keras.Model,
     train: Iterable,
     validation: Iterable,
     epochs: int,
     num_train_examples: int,
     image_size: int,
+    run_dir: Path | None = None,
     seed: int | None = None,
     verbose: int | str = 2,
 ) -> tuple[FitResult, keras.Model]:
-    """:func:`fit` in a temporary folder, then the best epoch's model loaded back.
+    """:func:`fit`, then the best epoch's model loaded back, for the bench scripts.
 
-    For runs that keep nothing on disk (``bench/quality.py``, ``bench/anchors.py``): nothing is
-    written to the artifacts, and no backup of an earlier run can be resumed by mistake.
+    With ``run_dir=None`` (``bench/anchors.py``, ``bench/quality.py`` by default) training
+    happens in a temporary folder that is deleted afterwards: nothing is written to the
+    artifacts, and no backup of an earlier run can be resumed by mistake. With a ``run_dir``
+    (``bench/quality.py --run-dir``) the folder keeps the run, and a killed run resumes there.
     """
-    with tempfile.TemporaryDirectory() as run_dir:
+    with contextlib.ExitStack() as stack:
+        if run_dir is None:
+            run_dir = Path(stack.enter_context(tempfile.TemporaryDirectory()))
         result = fit(
             model,
             train,
