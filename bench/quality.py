@@ -4,6 +4,7 @@
     python bench/quality.py --profile full --epochs 400
     python bench/quality.py --seed 1 --save-model /tmp/unet-seed1.keras   # keep the model, e.g. for bench/segments.py
     python bench/quality.py --profile full --run-dir outputs/full-run   # run again to resume a killed run
+    python bench/quality.py --max-train-examples 150 --score-held-out --augment strong   # compare recipes
 
 Needs the dataset (tfds download, or $OXFORD_PETS_DIR). Metrics are computed on the whole tfds
 ``test`` split (298 images in the shared sample) at the profile's image size; see
@@ -39,10 +40,38 @@ def main() -> int:
     parser.add_argument("--schedule", choices=training.SCHEDULES, help="override the profile's schedule")
     parser.add_argument("--no-tta", action="store_true", help="evaluate without flip test-time augmentation")
     parser.add_argument(
+        "--augment",
+        choices=sorted(data.AUGMENTATIONS),
+        default="standard",
+        help="training augmentation strength (data.AUGMENTATIONS; default: standard, as in every profile)",
+    )
+    parser.add_argument(
+        "--weight-decay",
+        type=float,
+        default=training.WEIGHT_DECAY,
+        help="AdamW weight decay (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--dropout",
+        type=float,
+        default=0.0,
+        help="dropout rate after the bottleneck and after each decoder concatenation (default: 0, none)",
+    )
+    parser.add_argument("--depth", type=int, help="override the profile's U-Net depth")
+    parser.add_argument(
+        "--upsampling", choices=("transpose", "bilinear"), default="transpose", help="decoder upsampling"
+    )
+    parser.add_argument(
         "--max-train-examples",
         type=int,
         help="train on the first N images of the trainval list only (the profile's validation "
         "fraction of them validate)",
+    )
+    parser.add_argument(
+        "--score-held-out",
+        action="store_true",
+        help="with --max-train-examples N: also score the trainval images after the first N, which the "
+        "model never saw (a place to compare recipes without looking at the test split)",
     )
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--save-model", default=None, help="also save the best model to this .keras file")
@@ -56,6 +85,10 @@ def main() -> int:
     arguments = parser.parse_args()
     if arguments.max_train_examples is not None and arguments.max_train_examples < 2:
         parser.error("--max-train-examples must be at least 2: one to train on, one to validate")
+    if arguments.score_held_out and arguments.max_train_examples is None:
+        parser.error("--score-held-out needs --max-train-examples: without it no trainval image is held out")
+    if not 0.0 <= arguments.dropout < 1.0:
+        parser.error(f"--dropout must be in [0, 1); got {arguments.dropout}")
     if arguments.save_model and not arguments.save_model.endswith(".keras"):
         parser.error(f"--save-model must name a .keras file; got {arguments.save_model!r}")
 
@@ -67,14 +100,25 @@ def main() -> int:
         learning_rate=arguments.learning_rate,
         loss=arguments.loss,
         schedule=arguments.schedule,
+        depth=arguments.depth,
         tta_flip=False if arguments.no_tta else None,
         max_train_examples=arguments.max_train_examples,
     )
     print(f"profile: {profile}", file=sys.stderr)
     # Progress (tfds, Keras) goes to stderr; stdout carries only the JSON line.
     with contextlib.redirect_stdout(sys.stderr):
-        datasets = data.make_datasets(profile, seed=arguments.seed)
-        model = training.build_for_profile(profile, datasets.counts["train"], seed=arguments.seed)
+        datasets = data.make_datasets(
+            profile, seed=arguments.seed, augment=data.AUGMENTATIONS[arguments.augment]
+        )
+        model = training.build_for_profile(
+            profile,
+            datasets.counts["train"],
+            seed=arguments.seed,
+            weight_decay=arguments.weight_decay,
+            dropout=arguments.dropout,
+            dropout_in_decoder=arguments.dropout > 0,
+            upsampling=arguments.upsampling,
+        )
         result, best = training.fit_and_load(
             model,
             datasets.train,
@@ -86,6 +130,17 @@ def main() -> int:
             seed=arguments.seed,
         )
         scores = metrics.evaluate(best, datasets.test, tta_flip=profile.tta_flip)
+        held_out = None
+        if arguments.score_held_out:
+            (trainval,), _, _ = data.load(["train"])
+            unseen = data.make_pipeline(
+                trainval.skip(arguments.max_train_examples), profile.image_size, profile.batch_size
+            )
+            held_scores = metrics.evaluate(best, unseen, tta_flip=profile.tta_flip)
+            held_out = {
+                key: held_scores[key]
+                for key in ("fg_iou", "fg_dice", "mean_iou", "pixel_accuracy", "num_images")
+            }
         if arguments.save_model:
             best.save(arguments.save_model)
     line = {
@@ -106,6 +161,12 @@ def main() -> int:
         "loss": profile.loss,
         "schedule": profile.schedule,
         "tta_flip": profile.tta_flip,
+        "augment": arguments.augment,
+        "weight_decay": arguments.weight_decay,
+        "dropout": arguments.dropout,
+        "depth": profile.depth,
+        "upsampling": arguments.upsampling,
+        "held_out": held_out,
         "train_images": datasets.counts["train"],
         "validation_images": datasets.counts["validation"],
         "test_images": scores["num_images"],

@@ -194,8 +194,24 @@ def test_quality_bench_prints_test_metrics_reproducibly(bench_env: dict[str, str
     again = single_line("quality.py", "--epochs", "1", "--seed", "3", env=bench_env)
     assert line["saved_model"] == str(saved) and again["saved_model"] is None
     assert line["run_dir"] is None and line["resumed"] is False
-    fewer = single_line("quality.py", "--epochs", "1", "--max-train-examples", "10", env=bench_env)
+    fewer = single_line(
+        "quality.py",
+        *("--epochs", "1", "--max-train-examples", "10", "--score-held-out"),
+        *("--augment", "strong", "--weight-decay", "0.01", "--dropout", "0.2", "--upsampling", "bilinear"),
+        env=bench_env,
+    )
     assert fewer["train_images"] + fewer["validation_images"] == 10 and fewer["validation_images"] >= 1
+    assert (fewer["augment"], fewer["weight_decay"], fewer["dropout"], fewer["upsampling"]) == (
+        "strong",
+        0.01,
+        0.2,
+        "bilinear",
+    )
+    # Every trainval image after the first 10 is scored, and only those (the smoke profile's
+    # limit of 40 is above the synthetic copy's size, so `line` trained on all of them).
+    assert fewer["held_out"]["num_images"] == line["train_images"] + line["validation_images"] - 10
+    assert 0.0 <= fewer["held_out"]["fg_iou"] <= 1.0
+    assert line["held_out"] is None and line["augment"] == "standard" and line["dropout"] == 0.0
     assert line["train_images"] + line["validation_images"] > 10
     from unet_clustering import training
 
@@ -211,6 +227,19 @@ def test_quality_bench_prints_test_metrics_reproducibly(bench_env: dict[str, str
         assert 0.0 <= line[key] <= 1.0, key
     assert set(line["iou_per_class"]) == {"pet", "background", "border"}
     assert line["epochs"] == 1 and line["train_s"] > 0 and line["images_per_s"] > 0
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (("--score-held-out",), "--score-held-out needs --max-train-examples"),
+        (("--dropout", "1.0"), "--dropout must be in [0, 1)"),
+        (("--augment", "wild"), "invalid choice: 'wild'"),
+    ],
+)
+def test_quality_bench_rejects_bad_recipe_options(bench_env, arguments, message) -> None:
+    (failure,) = run_bench("quality.py", *arguments, env=bench_env, returncode=2)
+    assert message in failure["stderr"]
 
 
 def test_quality_bench_with_a_run_dir_resumes_a_killed_run(bench_env: dict[str, str], tmp_path: Path) -> None:

@@ -505,6 +505,15 @@ class AugmentOptions:
     saturation: tuple[float, float] = (0.8, 1.2)
 
 
+#: Named strengths of training augmentation; ``bench/quality.py --augment NAME`` picks one, and
+#: ``bench/RESULTS.md`` section 4 measures each. ``"standard"`` is what every profile trains with.
+AUGMENTATIONS: dict[str, AugmentOptions | None] = {
+    "none": None,
+    "standard": AugmentOptions(),
+    "strong": AugmentOptions(max_scale=1.6, brightness=0.2, contrast=(0.6, 1.4), saturation=(0.6, 1.4)),
+}
+
+
 def augment_pair(
     image: tf.Tensor, mask: tf.Tensor, seed: tf.Tensor, options: AugmentOptions = AugmentOptions()
 ) -> tuple[tf.Tensor, tf.Tensor]:

@@ -31,6 +31,8 @@ STATE_FILE = "training_state.json"
 #: The validation quantity that picks the best model and drives early stopping.
 MONITOR = "val_fg_iou"
 SCHEDULES = ("cosine", "one-cycle", "constant")
+#: AdamW's decoupled weight decay, in every profile (``bench/RESULTS.md`` section 4 tries more).
+WEIGHT_DECAY = 1e-4
 
 
 # --------------------------------------------------------------------------------------------
@@ -191,7 +193,7 @@ def compile_model(
     total_steps: int,
     schedule: str = "cosine",
     loss: str = "ce+dice",
-    weight_decay: float = 1e-4,
+    weight_decay: float = WEIGHT_DECAY,
     jit_compile: bool | str = "auto",
 ) -> keras.Model:
     """Compile ``model`` with AdamW, a learning-rate schedule, the project's loss and metrics.
@@ -219,6 +221,7 @@ def build_for_profile(
     num_train_examples: int,
     strategy=None,
     seed: int | None = None,
+    weight_decay: float = WEIGHT_DECAY,
     **unet_options: Any,
 ) -> keras.Model:
     """Build the profile's U-Net and compile it with the profile's recipe, inside ``strategy.scope()``.
@@ -248,6 +251,7 @@ def build_for_profile(
             total_steps=steps_per_epoch * profile.epochs,
             schedule=profile.schedule,
             loss=profile.loss,
+            weight_decay=weight_decay,
         )
     return model
 
