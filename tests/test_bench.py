@@ -212,6 +212,8 @@ def test_quality_bench_prints_test_metrics_reproducibly(bench_env: dict[str, str
     assert fewer["held_out"]["num_images"] == line["train_images"] + line["validation_images"] - 10
     assert 0.0 <= fewer["held_out"]["fg_iou"] <= 1.0
     assert line["held_out"] is None and line["augment"] == "standard" and line["dropout"] == 0.0
+    # The options reach the model: bilinear upsampling's 3x3 convolutions replace the 2x2 transposed ones.
+    assert fewer["parameters"] != line["parameters"]
     assert line["train_images"] + line["validation_images"] > 10
     from unet_clustering import training
 
