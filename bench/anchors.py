@@ -20,7 +20,9 @@ Every model gets the same recipe: the same training images, augmentation, image 
 batch size; ``training.compile_model`` (the profile's loss, AdamW, learning-rate schedule); and
 ``training.fit`` into a temporary folder, which keeps the epoch with the best validation
 foreground IoU. That checkpoint is scored with ``metrics.evaluate`` on the test split, with the
-profile's flip test-time augmentation setting. Batch-norm momentum: the anchors use the project's
+profile's flip test-time augmentation setting. Every epoch is at the full image size: a profile's
+low-resolution phase (``training.fit_low_res``) is a recipe choice of the project's U-Net, left out
+here so that the designs are compared at equal epochs. Batch-norm momentum: the anchors use the project's
 ``unet.BATCH_NORM_MOMENTUM`` by default, because a run of a few hundred steps leaves Keras' default
 (0.99, what both publications use) with moving statistics far behind the weights;
 ``--published-batch-norm`` restores 0.99.
@@ -287,6 +289,7 @@ def run_model(
         "precision": keras.mixed_precision.global_policy().name,
         "image_size": profile.image_size,
         "batch_size": profile.batch_size,
+        "learning_rate": profile.learning_rate,
         "profile": profile.name,
         "tta_flip": profile.tta_flip,
         "train_images": bench_data.counts["train"],
@@ -321,6 +324,9 @@ def main() -> int:
         "default: the file's size)",
     )
     parser.add_argument("--batch-size", type=int, help="override the profile's batch size")
+    parser.add_argument(
+        "--learning-rate", type=float, help="override the profile's peak learning rate (every model gets it)"
+    )
     parser.add_argument(
         "--models",
         type=parse_models,
@@ -365,6 +371,7 @@ def main() -> int:
         epochs=arguments.epochs,
         image_size=image_size,
         batch_size=arguments.batch_size,
+        learning_rate=arguments.learning_rate,
         tta_flip=False if arguments.no_tta else None,
     )
     seed = config.get_seed(arguments.seed)

@@ -5,10 +5,15 @@
     python bench/quality.py --seed 1 --save-model /tmp/unet-seed1.keras   # keep the model, e.g. for bench/segments.py
     python bench/quality.py --profile full --run-dir outputs/full-run   # run again to resume a killed run
     python bench/quality.py --max-train-examples 150 --score-held-out --augment strong   # compare recipes
+    python bench/quality.py --low-res-epochs 0 --epochs 40 --learning-rate 2e-3   # quick without its 64 px phase
 
 Needs the dataset (tfds download, or $OXFORD_PETS_DIR). Metrics are computed on the whole tfds
 ``test`` split (298 images in the shared sample) at the profile's image size; see
 ``unet_clustering.metrics`` for the definitions.
+
+A profile with a low-resolution phase (``quick``: 80 epochs at 64 px before 20 at 128 px) trains
+it first (``training.fit_low_res``). ``train_s`` is the time of both phases, ``low_res_train_s``
+that of the first; ``epochs``, ``best_epoch`` and ``images_per_s`` are those of the full-size phase.
 
 With ``--run-dir``, a run that resumes says ``"resumed": true``; its ``train_s`` and
 ``images_per_s`` then cover only the epochs this call trained, while ``epochs`` counts them all.
@@ -20,6 +25,7 @@ import argparse
 import contextlib
 import json
 import sys
+import tempfile
 from pathlib import Path
 
 from unet_clustering import config, data, metrics, training
@@ -32,7 +38,16 @@ def main() -> int:
     parser.add_argument(
         "--profile", default=None, help="smoke, quick or full (default: $UNET_PROFILE or quick)"
     )
-    parser.add_argument("--epochs", type=int, help="override the profile's epochs")
+    parser.add_argument("--epochs", type=int, help="override the profile's epochs (at full size)")
+    parser.add_argument(
+        "--low-res-epochs",
+        type=int,
+        help="override the profile's epochs at low resolution before the full-size ones (0: none)",
+    )
+    parser.add_argument("--low-res-size", type=int, help="override the profile's low-resolution image size")
+    parser.add_argument(
+        "--low-res-learning-rate", type=float, help="override the low-resolution phase's peak learning rate"
+    )
     parser.add_argument("--base-filters", type=int, help="override the profile's base filters")
     parser.add_argument("--batch-size", type=int, help="override the profile's batch size")
     parser.add_argument("--learning-rate", type=float, help="override the profile's peak learning rate")
@@ -91,6 +106,10 @@ def main() -> int:
         parser.error(f"--dropout must be in [0, 1); got {arguments.dropout}")
     if arguments.save_model and not arguments.save_model.endswith(".keras"):
         parser.error(f"--save-model must name a .keras file; got {arguments.save_model!r}")
+    if arguments.low_res_epochs is not None and arguments.low_res_epochs < 0:
+        parser.error(
+            f"--low-res-epochs must be 0 (no low-resolution phase) or more; got {arguments.low_res_epochs}"
+        )
 
     profile = config.with_overrides(
         config.get_profile(arguments.profile),
@@ -103,10 +122,25 @@ def main() -> int:
         depth=arguments.depth,
         tta_flip=False if arguments.no_tta else None,
         max_train_examples=arguments.max_train_examples,
+        low_res_epochs=arguments.low_res_epochs,
+        low_res_image_size=arguments.low_res_size,
+        low_res_learning_rate=arguments.low_res_learning_rate,
     )
+    if profile.low_res_epochs:
+        if not profile.low_res_image_size:
+            parser.error("--low-res-epochs needs --low-res-size: this profile has no low-resolution size")
+        if not 0 < profile.low_res_image_size < profile.image_size:
+            parser.error(
+                f"--low-res-size must be below the image size {profile.image_size}; got {profile.low_res_image_size}"
+            )
     print(f"profile: {profile}", file=sys.stderr)
     # Progress (tfds, Keras) goes to stderr; stdout carries only the JSON line.
-    with contextlib.redirect_stdout(sys.stderr):
+    unet_options = {
+        "dropout": arguments.dropout,
+        "dropout_in_decoder": arguments.dropout > 0,
+        "upsampling": arguments.upsampling,
+    }
+    with contextlib.redirect_stdout(sys.stderr), contextlib.ExitStack() as stack:
         datasets = data.make_datasets(
             profile, seed=arguments.seed, augment=data.AUGMENTATIONS[arguments.augment]
         )
@@ -115,10 +149,30 @@ def main() -> int:
             datasets.counts["train"],
             seed=arguments.seed,
             weight_decay=arguments.weight_decay,
-            dropout=arguments.dropout,
-            dropout_in_decoder=arguments.dropout > 0,
-            upsampling=arguments.upsampling,
+            **unet_options,
         )
+        low_res_result = None
+        if profile.low_res_epochs:
+            low_res = data.make_datasets(
+                profile,
+                seed=arguments.seed,
+                image_size=profile.low_res_image_size,
+                augment=data.AUGMENTATIONS[arguments.augment],
+            )
+            # Without --run-dir nothing is kept, as with the full-size phase in fit_and_load.
+            low_res_dir = arguments.run_dir or stack.enter_context(tempfile.TemporaryDirectory())
+            low_res_result = training.fit_low_res(
+                model,
+                low_res.train,
+                low_res.validation,
+                profile,
+                num_train_examples=low_res.counts["train"],
+                run_dir=Path(low_res_dir),
+                seed=arguments.seed,
+                weight_decay=arguments.weight_decay,
+                verbose=2,
+                **unet_options,
+            )
         result, best = training.fit_and_load(
             model,
             datasets.train,
@@ -149,12 +203,16 @@ def main() -> int:
             key: scores[key]
             for key in ("fg_iou", "fg_dice", "pet_dice", "mean_iou", "iou_per_class", "pixel_accuracy")
         },
-        "train_s": round(result.train_s, 1),
+        "train_s": round(result.train_s + (low_res_result.train_s if low_res_result else 0.0), 1),
+        "low_res_train_s": round(low_res_result.train_s, 1) if low_res_result else None,
         "epochs": result.epochs,
         "best_epoch": result.best_epoch,
         "images_per_s": round(result.images_per_s, 1),
         "parameters": best.count_params(),
         "image_size": profile.image_size,
+        "low_res_epochs": profile.low_res_epochs,
+        "low_res_image_size": profile.low_res_image_size if profile.low_res_epochs else None,
+        "low_res_learning_rate": profile.low_res().learning_rate if profile.low_res_epochs else None,
         "base_filters": profile.base_filters,
         "batch_size": profile.batch_size,
         "learning_rate": profile.learning_rate,

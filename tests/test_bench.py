@@ -70,8 +70,11 @@ def check_anchor_line(line: dict, model: str) -> None:
 
 
 def test_anchors_bench_trains_the_unet_and_the_keras_io_model_on_tfds(bench_env):
-    lines = run_bench("anchors.py", "--epochs", "1", "--models", "unet,keras_io", env=bench_env)
+    lines = run_bench(
+        "anchors.py", "--epochs", "1", "--models", "unet,keras_io", "--learning-rate", "0.003", env=bench_env
+    )
     assert [line["model"] for line in lines] == ["unet", "keras_io"]
+    assert [line["learning_rate"] for line in lines] == [0.003, 0.003]
     for line in lines:
         check_anchor_line(line, line["model"])
         assert line["encoder_weights"] is None and line["train_encoder"] is None
@@ -198,6 +201,7 @@ def test_quality_bench_prints_test_metrics_reproducibly(bench_env: dict[str, str
         "quality.py",
         *("--epochs", "1", "--max-train-examples", "10", "--score-held-out"),
         *("--augment", "strong", "--weight-decay", "0.01", "--dropout", "0.2", "--upsampling", "bilinear"),
+        *("--low-res-epochs", "0"),
         env=bench_env,
     )
     assert fewer["train_images"] + fewer["validation_images"] == 10 and fewer["validation_images"] >= 1
@@ -212,6 +216,14 @@ def test_quality_bench_prints_test_metrics_reproducibly(bench_env: dict[str, str
     assert fewer["held_out"]["num_images"] == line["train_images"] + line["validation_images"] - 10
     assert 0.0 <= fewer["held_out"]["fg_iou"] <= 1.0
     assert line["held_out"] is None and line["augment"] == "standard" and line["dropout"] == 0.0
+    # The smoke profile trains one epoch at 32 px first, as quick does 80 at 64 px; 0 turns that off.
+    assert (line["low_res_epochs"], line["low_res_image_size"]) == (1, 32) and line["low_res_train_s"] > 0
+    assert line["train_s"] > line["low_res_train_s"]
+    assert (
+        fewer["low_res_epochs"] == 0
+        and fewer["low_res_image_size"] is None
+        and fewer["low_res_train_s"] is None
+    )
     # The options reach the model: bilinear upsampling's 3x3 convolutions replace the 2x2 transposed ones.
     assert fewer["parameters"] != line["parameters"]
     assert line["train_images"] + line["validation_images"] > 10
@@ -220,7 +232,7 @@ def test_quality_bench_prints_test_metrics_reproducibly(bench_env: dict[str, str
     assert (
         training.load_trained_model(saved, image_size=line["image_size"]).count_params() == line["parameters"]
     )
-    timings = {"train_s", "images_per_s", "saved_model"}
+    timings = {"train_s", "low_res_train_s", "images_per_s", "saved_model"}
     # Same seed on a CPU: the same data order, augmentation, initial weights, hence the same metrics.
     assert {key: value for key, value in line.items() if key not in timings} == {
         key: value for key, value in again.items() if key not in timings
@@ -237,6 +249,8 @@ def test_quality_bench_prints_test_metrics_reproducibly(bench_env: dict[str, str
         (("--score-held-out",), "--score-held-out needs --max-train-examples"),
         (("--dropout", "1.0"), "--dropout must be in [0, 1)"),
         (("--augment", "wild"), "invalid choice: 'wild'"),
+        (("--low-res-epochs", "-1"), "--low-res-epochs must be 0"),
+        (("--low-res-size", "64"), "--low-res-size must be below the image size 64"),
     ],
 )
 def test_quality_bench_rejects_bad_recipe_options(bench_env, arguments, message) -> None:
@@ -276,8 +290,10 @@ def test_quality_bench_with_a_run_dir_resumes_a_killed_run(bench_env: dict[str, 
     assert line["epochs"] == epochs
     with history.open(newline="") as stream:
         assert [int(row["epoch"]) for row in csv.DictReader(stream)] == list(range(epochs))
-    # The run is complete, so its backup is gone; the best model stays in the folder.
+    # The run is complete, so its backup is gone; the best model stays in the folder. The
+    # low-resolution phase had finished before the kill, so the second call reused it.
     assert not backup.exists()
+    assert (run_dir / training.LOW_RES_FOLDER / training.LOW_RES_WEIGHTS_FILE).exists()
     model = training.load_trained_model(run_dir / training.MODEL_FILE, image_size=line["image_size"])
     assert model.count_params() == line["parameters"]
     for key in ("fg_iou", "fg_dice", "mean_iou", "pixel_accuracy"):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import stat
 import sys
@@ -30,6 +31,26 @@ def test_profiles_grow_from_smoke_to_full() -> None:
     assert smoke.base_filters < quick.base_filters < full.base_filters
     for profile in (smoke, quick, full):
         assert profile.image_size % 2**profile.depth == 0  # the U-Net can take the size
+        if profile.low_res_epochs:
+            assert profile.low_res_image_size < profile.image_size
+            assert profile.low_res_image_size % 2**profile.depth == 0
+
+
+def test_the_low_resolution_phase_is_a_profile_of_its_own() -> None:
+    profile = config.with_overrides(
+        config.get_profile("quick"), low_res_image_size=32, low_res_epochs=7, low_res_learning_rate=5e-3
+    )
+    low = profile.low_res()
+    assert (low.image_size, low.epochs, low.learning_rate) == (32, 7, 5e-3)
+    assert low.batch_size == profile.batch_size and low.base_filters == profile.base_filters
+    assert low.low_res_epochs == 0  # no phase within the phase
+    # Without a rate of its own, the phase peaks at the profile's learning rate.
+    assert (
+        dataclasses.replace(profile, low_res_learning_rate=None).low_res().learning_rate
+        == profile.learning_rate
+    )
+    with pytest.raises(ValueError, match="no low-resolution phase"):
+        config.with_overrides(profile, low_res_epochs=0).low_res()
 
 
 def test_overrides_change_only_the_given_fields() -> None:

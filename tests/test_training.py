@@ -728,3 +728,92 @@ def test_build_for_profile_takes_the_mobilenetv2_encoder_and_notebooks_04_05_can
     inner = features.INNER_ENCODER_REPRESENTATION + features.WITH_COLOUR
     assert num_empty == 0 and representations[inner].shape[0] == len(images)
     assert np.isfinite(representations[inner]).all()
+
+
+LOW_RES_SIZE = 8
+LOW_RES_EPOCHS = 2
+
+
+def low_res_profile(**changes) -> config.Profile:
+    """The tiny model's settings as a profile with a low-resolution phase of 8 px."""
+    settings = {
+        "image_size": IMAGE_SIZE,
+        "base_filters": 2,
+        "depth": 2,
+        "batch_size": BATCH_SIZE,
+        "learning_rate": LEARNING_RATE,
+        "low_res_image_size": LOW_RES_SIZE,
+        "low_res_epochs": LOW_RES_EPOCHS,
+    }
+    return config.with_overrides(config.get_profile("smoke"), **{**settings, **changes})
+
+
+def fit_low_res_tiny(run_dir: Path, profile: config.Profile, seed: int = SEED):
+    model = tiny_model()
+    result = training.fit_low_res(
+        model,
+        batched(*synthetic_split(NUM_TRAIN, seed=0, image_size=LOW_RES_SIZE)),
+        batched(*synthetic_split(NUM_VALIDATION, seed=1, image_size=LOW_RES_SIZE)),
+        profile,
+        num_train_examples=NUM_TRAIN,
+        run_dir=run_dir,
+        seed=seed,
+        verbose=0,
+    )
+    return model, result
+
+
+def test_fit_low_res_trains_a_small_twin_and_copies_its_weights(tmp_path):
+    untrained = tiny_model()
+    model, result = fit_low_res_tiny(tmp_path, low_res_profile())
+    folder = tmp_path / training.LOW_RES_FOLDER
+    assert result.epochs == LOW_RES_EPOCHS and not result.resumed
+    assert result.model_path == folder / training.LOW_RES_WEIGHTS_FILE and result.model_path.exists()
+    assert len(result.history["val_fg_iou"]) == LOW_RES_EPOCHS
+    # The model keeps its full-size input; only its weights come from the twin.
+    assert model.input_shape[1:3] == (IMAGE_SIZE, IMAGE_SIZE)
+    assert any(
+        not np.array_equal(before, after)
+        for before, after in zip(untrained.get_weights(), model.get_weights(), strict=True)
+    )
+    twin = unet.build_unet(image_size=LOW_RES_SIZE, base_filters=2, depth=2)
+    twin.load_weights(str(result.model_path))
+    for saved, copied in zip(twin.get_weights(), model.get_weights(), strict=True):
+        np.testing.assert_array_equal(saved, copied)
+    # Nothing is left of the twin's own checkpointing but its history and the record.
+    assert not (folder / training.MODEL_FILE).exists() and not (folder / training.BACKUP_FOLDER).exists()
+    assert sorted(entry.name for entry in folder.iterdir()) == sorted(
+        [
+            training.HISTORY_FILE,
+            training.STATE_FILE,
+            training.LOW_RES_WEIGHTS_FILE,
+            training.LOW_RES_RECORD_FILE,
+        ]
+    )
+    assert not (tmp_path / training.MODEL_FILE).exists()
+
+
+def test_fit_low_res_reuses_a_finished_phase_only_for_the_same_settings(tmp_path, monkeypatch):
+    first_model, first = fit_low_res_tiny(tmp_path, low_res_profile())
+    calls = []
+    real_fit = training.fit
+    monkeypatch.setattr(training, "fit", lambda *args, **kwargs: calls.append(1) or real_fit(*args, **kwargs))
+
+    again_model, again = fit_low_res_tiny(tmp_path, low_res_profile())
+    assert again.resumed and not calls
+    assert (again.epochs, again.best_epoch, again.history) == (first.epochs, first.best_epoch, first.history)
+    for first_weights, again_weights in zip(
+        first_model.get_weights(), again_model.get_weights(), strict=True
+    ):
+        np.testing.assert_array_equal(first_weights, again_weights)
+
+    _, other_seed = fit_low_res_tiny(tmp_path, low_res_profile(), seed=SEED + 1)
+    assert not other_seed.resumed and len(calls) == 1
+    _, fewer_epochs = fit_low_res_tiny(tmp_path, low_res_profile(low_res_epochs=1))
+    assert not fewer_epochs.resumed and fewer_epochs.epochs == 1 and len(calls) == 2
+
+
+def test_fit_low_res_needs_a_profile_with_that_phase(tmp_path):
+    with pytest.raises(ValueError, match="no low-resolution phase"):
+        fit_low_res_tiny(tmp_path, low_res_profile(low_res_epochs=0))
+    assert not (tmp_path / training.LOW_RES_FOLDER).exists()

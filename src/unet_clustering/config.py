@@ -61,6 +61,26 @@ class Profile:
     #: Test images whose pixels are clustered.
     cluster_images: int
     description: str
+    #: Progressive resizing (see ``training.fit_low_res``): train ``low_res_epochs`` epochs at
+    #: ``low_res_image_size`` px, peaking at ``low_res_learning_rate``, before the ``epochs`` at
+    #: ``image_size``. ``low_res_epochs = 0`` trains at ``image_size`` only.
+    low_res_image_size: int | None = None
+    low_res_epochs: int = 0
+    low_res_learning_rate: float | None = None
+
+    def low_res(self) -> Profile:
+        """The profile of the low-resolution phase: its size, epochs and learning rate."""
+        if not self.low_res_epochs or not self.low_res_image_size:
+            raise ValueError(f"Profile {self.name!r} has no low-resolution phase (low_res_epochs = 0).")
+        return dataclasses.replace(
+            self,
+            image_size=self.low_res_image_size,
+            epochs=self.low_res_epochs,
+            learning_rate=self.low_res_learning_rate or self.learning_rate,
+            low_res_image_size=None,
+            low_res_epochs=0,
+            low_res_learning_rate=None,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -84,6 +104,8 @@ PROFILES: dict[str, Profile] = {
         pixels_per_image=128,
         cluster_images=8,
         description="Tests: a tiny model on a few images, seconds per notebook.",
+        low_res_image_size=32,
+        low_res_epochs=1,
     ),
     "quick": Profile(
         name="quick",
