@@ -113,10 +113,10 @@ PROFILES: dict[str, Profile] = {
         # Batch 8 gives twice the optimizer steps per epoch of batch 16 at nearly the same
         # images/s on a CPU; on the sample it reached the same validation IoU in fewer epochs.
         batch_size=8,
-        epochs=40,
+        epochs=20,
         base_filters=16,
         depth=4,
-        learning_rate=2e-3,
+        learning_rate=1e-3,
         validation_fraction=0.1,
         max_train_examples=None,
         max_test_examples=None,
@@ -126,6 +126,11 @@ PROFILES: dict[str, Profile] = {
         pixels_per_image=512,
         cluster_images=64,
         description="CPU default: the whole series in 10 to 15 minutes on 2 cores.",
+        # An epoch at 64 px costs about a third of one at 128 px; on held-out trainval images
+        # these 80 + 20 epochs beat 40 at 128 px for about the same time (bench/RESULTS.md, 4).
+        low_res_image_size=64,
+        low_res_epochs=80,
+        low_res_learning_rate=2e-3,
     ),
     "full": Profile(
         name="full",
