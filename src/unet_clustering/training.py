@@ -526,9 +526,11 @@ def fit_low_res(
 
     The phase runs in ``run_dir/low_res`` with the callbacks of :func:`fit`, so an interrupted
     phase resumes. Its final weights (not its best epoch: the full-size epochs choose the best
-    model) are kept there with the settings that made them; a later call with the same settings
-    loads them instead of training again (``resumed`` is then true), which lets a run that died
-    in its full-size epochs go on without repeating this phase. Delete that folder to retrain it.
+    model) are kept there with the settings that made them (the low-resolution profile, number of
+    training images, seed, weight decay and U-Net options; not the data or its augmentation). A
+    later call with the same settings loads them instead of training again (``resumed`` is then
+    true), which lets a run that died in its full-size epochs go on without repeating this phase.
+    Delete that folder to retrain it.
     Returns the phase's :class:`FitResult`. Taught in ``03_training``.
     """
     low_profile = profile.low_res()
