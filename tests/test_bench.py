@@ -284,15 +284,19 @@ def test_quality_bench_with_a_run_dir_resumes_a_killed_run(bench_env: dict[str, 
         cwd=ROOT,
     )
     assert 1 <= finished_epochs() < epochs
+    # The full-size epochs had begun, so the low-resolution phase had finished and recorded itself.
+    record = run_dir / training.LOW_RES_FOLDER / training.LOW_RES_RECORD_FILE
+    recorded = record.stat().st_mtime_ns
 
     line = single_line("quality.py", "--epochs", str(epochs), "--run-dir", str(run_dir), env=bench_env)
     assert line["resumed"] is True and line["run_dir"] == str(run_dir)
     assert line["epochs"] == epochs
     with history.open(newline="") as stream:
         assert [int(row["epoch"]) for row in csv.DictReader(stream)] == list(range(epochs))
-    # The run is complete, so its backup is gone; the best model stays in the folder. The
-    # low-resolution phase had finished before the kill, so the second call reused it.
+    # The run is complete, so its backup is gone; the best model stays in the folder. The second
+    # call reused the finished low-resolution phase instead of training (and recording) it again.
     assert not backup.exists()
+    assert record.stat().st_mtime_ns == recorded
     assert (run_dir / training.LOW_RES_FOLDER / training.LOW_RES_WEIGHTS_FILE).exists()
     model = training.load_trained_model(run_dir / training.MODEL_FILE, image_size=line["image_size"])
     assert model.count_params() == line["parameters"]
