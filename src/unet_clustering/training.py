@@ -282,6 +282,21 @@ def save_model_atomically(model: keras.Model, path: Path) -> Path:
     return path
 
 
+def save_weights_atomically(model: keras.Model, path: Path) -> Path:
+    """Save ``model``'s weights to a hidden file beside ``path``, then rename it into place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # save_weights insists on the ".weights.h5" ending, so the prefix marks the file as partial.
+    partial = path.with_name(f".partial.{path.name}")
+    try:
+        model.save_weights(str(partial), overwrite=True)
+        os.replace(partial, path)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    return path
+
+
 class BestModelCheckpoint(keras.callbacks.Callback):
     """Keep the model with the highest ``monitor`` so far, written atomically.
 
@@ -326,17 +341,7 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
     """
 
     def _save_model(self) -> None:
-        folder = Path(self.backup_dir)
-        folder.mkdir(parents=True, exist_ok=True)
-        weights_path = Path(self._weights_path)
-        # save_weights insists on the ".weights.h5" ending, so the prefix marks the file as partial.
-        partial = weights_path.with_name(f".partial.{weights_path.name}")
-        try:
-            self.model.save_weights(str(partial), overwrite=True)
-            os.replace(partial, weights_path)
-        except BaseException:
-            partial.unlink(missing_ok=True)
-            raise
+        save_weights_atomically(self.model, Path(self._weights_path))
         config.write_json(
             Path(self._training_metadata_path),
             {"epoch": self._current_epoch, "batch": self._last_batch_seen},
@@ -578,9 +583,7 @@ def fit_low_res(
     )
     # The full-size epochs keep their own best model; the twin's best checkpoint is not needed.
     result.model_path.unlink(missing_ok=True)
-    partial = weights_path.with_name(f".partial.{weights_path.name}")
-    twin.save_weights(str(partial), overwrite=True)
-    os.replace(partial, weights_path)
+    save_weights_atomically(twin, weights_path)
     summary = {
         "epochs": result.epochs,
         "train_s": round(result.train_s, 1),
