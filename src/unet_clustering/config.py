@@ -86,6 +86,32 @@ class Profile:
         return dataclasses.asdict(self)
 
 
+@dataclasses.dataclass(frozen=True)
+class AugmentOptions:
+    """How strong the training augmentation is (taught in ``01_data``).
+
+    ``data.augment_pair`` applies it in tf.data pipelines; ``arrays.augment_pair`` draws the same
+    random transforms for numpy arrays, where TensorFlow is missing (the GPU path of ``bench/``).
+    """
+
+    flip: bool = True
+    #: Zoom in by a random factor in [1, max_scale], then crop back to size.
+    max_scale: float = 1.3
+    color_jitter: bool = True
+    brightness: float = 0.1
+    contrast: tuple[float, float] = (0.8, 1.2)
+    saturation: tuple[float, float] = (0.8, 1.2)
+
+
+#: Named strengths of training augmentation; ``bench/quality.py --augment NAME`` picks one, and
+#: ``bench/RESULTS.md`` section 4 measures each. ``"standard"`` is what every profile trains with.
+AUGMENTATIONS: dict[str, AugmentOptions | None] = {
+    "none": None,
+    "standard": AugmentOptions(),
+    "strong": AugmentOptions(max_scale=1.6, brightness=0.2, contrast=(0.6, 1.4), saturation=(0.6, 1.4)),
+}
+
+
 PROFILES: dict[str, Profile] = {
     "smoke": Profile(
         name="smoke",

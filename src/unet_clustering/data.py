@@ -39,6 +39,11 @@ import numpy as np
 
 from unet_clustering import config
 
+# How strong the training augmentation is, and its named strengths, are defined in ``config``
+# (which imports no framework), so that ``arrays`` augments with the same settings where
+# TensorFlow is missing; ``data.AugmentOptions`` and ``data.AUGMENTATIONS`` remain their names here.
+from unet_clustering.config import AUGMENTATIONS, AugmentOptions  # noqa: F401
+
 # Without this, TensorFlow may wait on a cloud-metadata probe before touching the file system.
 os.environ.setdefault("NO_GCE_CHECK", "true")
 
@@ -490,28 +495,6 @@ def preprocess(example: dict[str, tf.Tensor], image_size: int) -> dict[str, tf.T
         "species": example["species"],
         "file_name": example["file_name"],
     }
-
-
-@dataclasses.dataclass(frozen=True)
-class AugmentOptions:
-    """How strong the training augmentation is (taught in ``01_data``)."""
-
-    flip: bool = True
-    #: Zoom in by a random factor in [1, max_scale], then crop back to size.
-    max_scale: float = 1.3
-    color_jitter: bool = True
-    brightness: float = 0.1
-    contrast: tuple[float, float] = (0.8, 1.2)
-    saturation: tuple[float, float] = (0.8, 1.2)
-
-
-#: Named strengths of training augmentation; ``bench/quality.py --augment NAME`` picks one, and
-#: ``bench/RESULTS.md`` section 4 measures each. ``"standard"`` is what every profile trains with.
-AUGMENTATIONS: dict[str, AugmentOptions | None] = {
-    "none": None,
-    "standard": AugmentOptions(),
-    "strong": AugmentOptions(max_scale=1.6, brightness=0.2, contrast=(0.6, 1.4), saturation=(0.6, 1.4)),
-}
 
 
 def augment_pair(
