@@ -34,9 +34,9 @@ Data sources:
 * ``--npz PATH`` (written by ``bench/make_npz.py``): arrays ``train_images``, ``train_masks``,
   ``test_images``, ``test_masks`` (uint8 images, uint8 masks 0..2). Neither ``data.py`` nor
   TensorFlow is imported, so this runs under ``KERAS_BACKEND=jax`` on a machine without
-  TensorFlow. Batches come from a ``keras.utils.PyDataset`` whose only augmentation is a random
-  horizontal flip, drawn anew every epoch, so figures are comparable between models of one run,
-  not with runs of the tfds source.
+  TensorFlow. Batches come from ``arrays.Batches`` (a ``keras.utils.PyDataset``), which augments
+  with the same random zoom, crop, flip and colour jitter as the tfds pipelines, in numpy and
+  OpenCV, so figures of the two sources are comparable.
 
 Validation is the last ``validation_fraction`` of the training split in both cases, as in
 ``data.make_datasets``. Figures in each line:
@@ -65,46 +65,11 @@ from typing import Any
 import keras
 import numpy as np
 
-from unet_clustering import anchors, config, metrics, training, unet
+from unet_clustering import anchors, arrays, config, metrics, training, unet
 
 MODELS = ("unet", "keras_io", "tf_tutorial")
-NPZ_KEYS = ("train_images", "train_masks", "test_images", "test_masks")
 TFDS_AUGMENTATION = "zoom+crop+flip+colour jitter (data.make_datasets)"
-NPZ_AUGMENTATION = "horizontal flip (numpy)"
-
-
-class FlipBatches(keras.utils.PyDataset):
-    """Batches ``(images, masks)`` from arrays; with ``augment``, shuffled and randomly flipped per epoch.
-
-    ``images`` are float32 ``(N, S, S, 3)`` in [0, 1] and ``masks`` int32 ``(N, S, S, 1)``. Each epoch
-    draws a new order and, for every image, whether it is mirrored left-right (with its mask), from
-    a generator seeded once, so a run is reproducible.
-    """
-
-    def __init__(self, images: np.ndarray, masks: np.ndarray, batch_size: int, augment: bool, seed: int):
-        super().__init__()
-        self.images, self.masks, self.batch_size, self.augment = images, masks, batch_size, augment
-        self.random = np.random.default_rng(seed)
-        self.order = np.arange(len(images))
-        self.flips = np.zeros(len(images), dtype=bool)
-        self.on_epoch_end()
-
-    def __len__(self) -> int:
-        return math.ceil(len(self.images) / self.batch_size)
-
-    def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
-        chosen = self.order[index * self.batch_size : (index + 1) * self.batch_size]
-        images, masks = self.images[chosen], self.masks[chosen]
-        flips = self.flips[chosen]
-        # Axis 2 is the image width: mirror image and mask together.
-        images = np.where(flips[:, None, None, None], images[:, :, ::-1], images)
-        masks = np.where(flips[:, None, None, None], masks[:, :, ::-1], masks)
-        return images, masks
-
-    def on_epoch_end(self) -> None:
-        if self.augment:
-            self.order = self.random.permutation(len(self.images))
-            self.flips = self.random.random(len(self.images)) < 0.5
+NPZ_AUGMENTATION = "zoom+crop+flip+colour jitter (arrays.Batches)"
 
 
 @dataclasses.dataclass
@@ -121,49 +86,16 @@ class BenchData:
     augment: str
 
 
-def npz_image_size(path: Path) -> int:
-    """Side of the images stored in an npz file from ``bench/make_npz.py``."""
-    with np.load(path) as arrays:
-        return int(arrays["train_images"].shape[1])
-
-
 def load_npz(path: Path, profile: config.Profile, seed: int) -> BenchData:
-    """Read an npz file of uint8 arrays into float32 images in [0, 1] and int32 masks ``(N, S, S, 1)``."""
-    with np.load(path) as stored:
-        missing = [key for key in NPZ_KEYS if key not in stored.files]
-        if missing:
-            raise ValueError(f"{path} lacks the array(s) {missing}; expected {list(NPZ_KEYS)}.")
-        arrays = {key: stored[key] for key in NPZ_KEYS}
-    image_size = arrays["train_images"].shape[1]
-    if image_size != profile.image_size:
-        raise ValueError(
-            f"{path} holds {image_size} px images but --image-size / the profile asks for "
-            f"{profile.image_size} px; write another file with bench/make_npz.py --image-size "
-            f"{profile.image_size}."
-        )
-    images = {split: arrays[f"{split}_images"].astype(np.float32) / 255.0 for split in ("train", "test")}
-    masks = {}
-    for split in ("train", "test"):
-        mask = arrays[f"{split}_masks"].astype(np.int32)
-        masks[split] = mask[..., None] if mask.ndim == 3 else mask
-    counts = config.split_sizes(len(images["train"]), len(images["test"]), profile)
-    fit_end = counts["train"]
-    validation_end = fit_end + counts["validation"]
+    """The ``.npz`` file's splits (``arrays.make_splits``), augmented as the tfds pipelines are."""
+    splits = arrays.make_splits(path, profile, seed)
     return BenchData(
-        train=FlipBatches(
-            images["train"][:fit_end], masks["train"][:fit_end], profile.batch_size, True, seed
-        ),
-        validation=FlipBatches(
-            images["train"][fit_end:validation_end],
-            masks["train"][fit_end:validation_end],
-            profile.batch_size,
-            False,
-            seed,
-        ),
-        test_images=images["test"][: counts["test"]],
-        test_masks=masks["test"][: counts["test"]],
-        counts=counts,
-        image_size=image_size,
+        train=splits.train,
+        validation=splits.validation,
+        test_images=splits.test_images,
+        test_masks=splits.test_masks,
+        counts=splits.counts,
+        image_size=splits.image_size,
         source=f"npz {path}",
         augment=NPZ_AUGMENTATION,
     )
@@ -250,6 +182,9 @@ def run_model(
     """Train, select, evaluate and time one model; return its JSON line as a dictionary."""
     keras.backend.clear_session()
     keras.utils.set_random_seed(seed)
+    if isinstance(bench_data.train, arrays.Batches):
+        # Each model sees the same order and the same random transforms, epoch for epoch.
+        bench_data.train.restart()
     momentum = anchors.PUBLISHED_BATCH_NORM_MOMENTUM if arguments.published_batch_norm else None
     momentum = momentum or unet.BATCH_NORM_MOMENTUM
     model, details = build_model(
@@ -365,7 +300,7 @@ def main() -> int:
 
     image_size = arguments.image_size
     if image_size is None and arguments.npz is not None:
-        image_size = npz_image_size(arguments.npz)
+        image_size = arrays.npz_image_size(arguments.npz)
     profile = config.with_overrides(
         config.get_profile(arguments.profile),
         epochs=arguments.epochs,

@@ -7,7 +7,6 @@ that every line reports are.
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
 import subprocess
 import sys
@@ -116,6 +115,55 @@ def test_anchors_bench_rejects_a_wrong_size_for_the_npz(bench_env, tmp_path):
     assert "32 px images" in failure["stderr"] and "make_npz.py --image-size 64" in failure["stderr"]
 
 
+def test_quality_bench_reads_npz_files_for_both_phases(bench_env, tmp_path):
+    files = {}
+    for size in (64, 32):  # the smoke profile's size and its low-resolution size
+        files[size] = tmp_path / f"pets-{size}.npz"
+        run_bench("make_npz.py", "--image-size", str(size), "--output", str(files[size]), env=bench_env)
+    line = single_line(
+        "quality.py",
+        *("--npz", str(files[64]), "--low-res-npz", str(files[32]), "--seed", "3"),
+        *("--max-train-examples", "10", "--score-held-out"),
+        env=bench_env,
+    )
+    assert line["source"] == f"npz {files[64]}" and line["backend"] == "tensorflow"
+    assert (line["low_res_epochs"], line["low_res_image_size"]) == (1, 32) and line["low_res_train_s"] > 0
+    assert line["train_images"] + line["validation_images"] == 10 and line["augment"] == "standard"
+    with np.load(files[64]) as stored:
+        assert line["test_images"] == len(stored["test_images"])
+        assert line["held_out"]["num_images"] == len(stored["train_images"]) - 10
+    for key in ("fg_iou", "fg_dice", "mean_iou", "pixel_accuracy"):
+        assert 0.0 <= line[key] <= 1.0, key
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (("--npz", "{missing}"), "no such file"),
+        (("--low-res-npz", "{64}"), "--low-res-npz needs --npz"),
+        (("--npz", "{64}"), "need --low-res-npz (bench/make_npz.py --image-size 32), or --low-res-epochs 0"),
+        (("--npz", "{32}", "--low-res-epochs", "0"), "holds 32 px images but this run needs 64 px"),
+        (("--npz", "{64}", "--low-res-npz", "{64}"), "holds 64 px images but this run needs 32 px"),
+    ],
+)
+def test_quality_bench_rejects_npz_files_it_cannot_use(bench_env, tmp_path, arguments, message):
+    for side in (64, 32):
+        images = np.zeros((4, side, side, 3), np.uint8)
+        masks = np.zeros((4, side, side), np.uint8)
+        np.savez(
+            tmp_path / f"{side}.npz",
+            train_images=images,
+            train_masks=masks,
+            test_images=images,
+            test_masks=masks,
+        )
+    paths = {"{64}": str(tmp_path / "64.npz"), "{32}": str(tmp_path / "32.npz"), "{missing}": "nowhere.npz"}
+    (failure,) = run_bench(
+        "quality.py", *(paths.get(argument, argument) for argument in arguments), env=bench_env, returncode=2
+    )
+    assert message in failure["stderr"]
+
+
 def test_throughput_bench_quick_reports_model_and_pipeline_rates(bench_env):
     (line,) = run_bench("throughput.py", "--quick", env=bench_env)
     assert THROUGHPUT_KEYS <= set(line), sorted(THROUGHPUT_KEYS - set(line))
@@ -130,51 +178,6 @@ def test_throughput_bench_rejects_sizes_the_unet_cannot_take(bench_env):
     # The smoke U-Net has depth 3, so sizes must be multiples of 8.
     (failure,) = run_bench("throughput.py", "--sizes", "60", env=bench_env, returncode=2)
     assert "multiples of 8" in failure["stderr"]
-
-
-def _load_anchors_bench():
-    spec = importlib.util.spec_from_file_location("anchors_bench", ROOT / "bench" / "anchors.py")
-    module = importlib.util.module_from_spec(spec)
-    # dataclasses look their module up in sys.modules while the class is created.
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_flip_batches_mirror_image_and_mask_together():
-    bench = _load_anchors_bench()
-    count, side = 10, 4
-    # Pixel (row, column) of image n holds 10 * n + column and its mask holds the column, so each
-    # image can be traced back to its index, and a mirrored pair is recognisable.
-    columns = np.arange(side)
-    images = np.broadcast_to(
-        (10 * np.arange(count)[:, None, None, None] + columns[None, None, :, None]).astype(np.float32),
-        (count, side, side, 3),
-    ).copy()
-    masks = np.broadcast_to(columns.astype(np.int32)[None, None, :, None], (count, side, side, 1)).copy()
-
-    batches = bench.FlipBatches(images, masks, batch_size=4, augment=True, seed=0)
-    assert len(batches) == 3  # 4 + 4 + 2 images
-    seen_flips = []
-    for _epoch in range(3):
-        indices = []
-        for index in range(len(batches)):
-            batch_images, batch_masks = batches[index]
-            for image, mask in zip(batch_images, batch_masks, strict=True):
-                original = int(image.min()) // 10
-                indices.append(original)
-                image_columns = image[0, :, 0] - 10 * original
-                # Image and mask carry the same column order: both mirrored, or neither.
-                np.testing.assert_array_equal(image_columns, mask[0, :, 0])
-                assert list(image_columns) in (list(columns), list(columns[::-1]))
-                seen_flips.append(bool(image_columns[0] == side - 1))
-        assert sorted(indices) == list(range(count))  # each image once per epoch
-        batches.on_epoch_end()
-    assert set(seen_flips) == {True, False}
-
-    validation = bench.FlipBatches(images, masks, batch_size=4, augment=False, seed=0)
-    np.testing.assert_array_equal(validation[0][0], images[:4])
-    np.testing.assert_array_equal(validation[2][1], masks[8:])
 
 
 def single_line(script: str, *arguments: str, env: dict[str, str]) -> dict:
