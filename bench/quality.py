@@ -6,9 +6,13 @@
     python bench/quality.py --profile full --run-dir outputs/full-run   # run again to resume a killed run
     python bench/quality.py --max-train-examples 150 --score-held-out --augment strong   # compare recipes
     python bench/quality.py --low-res-epochs 0 --epochs 40 --learning-rate 2e-3   # quick without its 64 px phase
+    KERAS_BACKEND=jax python bench/quality.py --profile full \
+        --npz .npz/pets-128.npz --low-res-npz .npz/pets-64.npz   # no TensorFlow (the GPU machine)
 
-Needs the dataset (tfds download, or $OXFORD_PETS_DIR). Metrics are computed on the whole tfds
-``test`` split (298 images in the shared sample) at the profile's image size; see
+Needs the dataset (tfds download, or $OXFORD_PETS_DIR), or ``--npz`` files written by
+``bench/make_npz.py``: then neither tfds nor TensorFlow is imported, and ``arrays.Batches``
+augments with the same random transforms as the tfds pipelines. Metrics are computed on the
+whole ``test`` split (298 images in the shared sample) at the profile's image size; see
 ``unet_clustering.metrics`` for the definitions.
 
 A profile with a low-resolution phase (``quick``: 80 epochs at 64 px before 20 at 128 px) trains
@@ -23,12 +27,72 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import sys
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
-from unet_clustering import config, data, metrics, training
+import keras
+
+from unet_clustering import arrays, config, metrics, training
+
+
+@dataclasses.dataclass
+class Source:
+    """One image size of the data: batches for ``fit`` and data for ``metrics.evaluate``."""
+
+    train: Iterable
+    validation: Iterable
+    test: Any
+    counts: dict[str, int]
+    kind: str
+    #: Trainval images after the first ``max_train_examples`` (``--score-held-out``), else None.
+    held_out: Any = None
+
+
+def tfds_source(
+    profile: config.Profile, seed: int | None, augment: str, image_size: int, held_out: bool
+) -> Source:
+    """The project's tf.data pipelines (``data.make_datasets``) at ``image_size``."""
+    from unet_clustering import data  # imports TensorFlow: only on this path
+
+    datasets = data.make_datasets(
+        profile, seed=seed, image_size=image_size, augment=config.AUGMENTATIONS[augment]
+    )
+    unseen = None
+    if held_out:
+        (trainval,), _, _ = data.load(["train"])
+        unseen = data.make_pipeline(trainval.skip(profile.max_train_examples), image_size, profile.batch_size)
+    return Source(
+        datasets.train, datasets.validation, datasets.test, datasets.counts, datasets.source.kind, unseen
+    )
+
+
+def npz_source(
+    path: Path, profile: config.Profile, seed: int | None, augment: str, image_size: int, held_out: bool
+) -> Source:
+    """Arrays from ``bench/make_npz.py`` (``arrays.make_splits``), without TensorFlow."""
+    splits = arrays.make_splits(
+        path,
+        config.with_overrides(profile, image_size=image_size),
+        config.get_seed(seed),
+        augment=config.AUGMENTATIONS[augment],
+    )
+    if held_out and splits.held_out is None:
+        raise ValueError(
+            f"--score-held-out: {path} has no trainval image after the first {profile.max_train_examples}."
+        )
+    return Source(
+        splits.train,
+        splits.validation,
+        (splits.test_images, splits.test_masks),
+        splits.counts,
+        f"npz {path}",
+        splits.held_out,
+    )
 
 
 def main() -> int:
@@ -56,9 +120,9 @@ def main() -> int:
     parser.add_argument("--no-tta", action="store_true", help="evaluate without flip test-time augmentation")
     parser.add_argument(
         "--augment",
-        choices=sorted(data.AUGMENTATIONS),
+        choices=sorted(config.AUGMENTATIONS),
         default="standard",
-        help="training augmentation strength (data.AUGMENTATIONS; default: standard, as in every profile)",
+        help="training augmentation strength (config.AUGMENTATIONS; default: standard, as in every profile)",
     )
     parser.add_argument(
         "--weight-decay",
@@ -88,6 +152,18 @@ def main() -> int:
         help="with --max-train-examples N: also score the trainval images after the first N, which the "
         "model never saw (a place to compare recipes without looking at the test split)",
     )
+    parser.add_argument(
+        "--npz",
+        type=Path,
+        help="read the data from this file (bench/make_npz.py at the profile's image size) instead of "
+        "tfds; TensorFlow is then not needed",
+    )
+    parser.add_argument(
+        "--low-res-npz",
+        type=Path,
+        help="with --npz and a low-resolution phase: the file at the low-resolution size",
+    )
+    parser.add_argument("--precision", default="auto", help="Keras dtype policy (auto: mixed on a GPU)")
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--save-model", default=None, help="also save the best model to this .keras file")
     parser.add_argument(
@@ -133,6 +209,28 @@ def main() -> int:
             parser.error(
                 f"--low-res-size must be below the image size {profile.image_size}; got {profile.low_res_image_size}"
             )
+    for option, path in (("--npz", arguments.npz), ("--low-res-npz", arguments.low_res_npz)):
+        if path is not None and not path.is_file():
+            parser.error(f"{option} {path}: no such file")
+    if arguments.low_res_npz is not None and arguments.npz is None:
+        parser.error("--low-res-npz needs --npz: the tfds source resizes for each phase itself")
+    if arguments.npz is not None:
+        sizes = {"--npz": (arguments.npz, profile.image_size)}
+        if profile.low_res_epochs:
+            if arguments.low_res_npz is None:
+                parser.error(
+                    f"with --npz, the {profile.low_res_epochs} epochs at {profile.low_res_image_size} px need "
+                    f"--low-res-npz (bench/make_npz.py --image-size {profile.low_res_image_size}), "
+                    "or --low-res-epochs 0"
+                )
+            sizes["--low-res-npz"] = (arguments.low_res_npz, profile.low_res_image_size)
+        for option, (path, size) in sizes.items():
+            stored = arrays.npz_image_size(path)
+            if stored != size:
+                parser.error(
+                    f"{option} {path} holds {stored} px images but this run needs {size} px; write one "
+                    f"with bench/make_npz.py --image-size {size}"
+                )
     print(f"profile: {profile}", file=sys.stderr)
     # Progress (tfds, Keras) goes to stderr; stdout carries only the JSON line.
     unet_options = {
@@ -141,24 +239,24 @@ def main() -> int:
         "upsampling": arguments.upsampling,
     }
     with contextlib.redirect_stdout(sys.stderr), contextlib.ExitStack() as stack:
-        datasets = data.make_datasets(
-            profile, seed=arguments.seed, augment=data.AUGMENTATIONS[arguments.augment]
-        )
+        precision = training.configure_precision(arguments.precision)
+
+        def load(image_size: int, npz: Path | None, held_out: bool = False) -> Source:
+            if npz is not None:
+                return npz_source(npz, profile, arguments.seed, arguments.augment, image_size, held_out)
+            return tfds_source(profile, arguments.seed, arguments.augment, image_size, held_out)
+
+        source = load(profile.image_size, arguments.npz, held_out=arguments.score_held_out)
         model = training.build_for_profile(
             profile,
-            datasets.counts["train"],
+            source.counts["train"],
             seed=arguments.seed,
             weight_decay=arguments.weight_decay,
             **unet_options,
         )
         low_res_result = None
         if profile.low_res_epochs:
-            low_res = data.make_datasets(
-                profile,
-                seed=arguments.seed,
-                image_size=profile.low_res_image_size,
-                augment=data.AUGMENTATIONS[arguments.augment],
-            )
+            low_res = load(profile.low_res_image_size, arguments.low_res_npz)
             # Without --run-dir nothing is kept, as with the full-size phase in fit_and_load.
             low_res_dir = arguments.run_dir or stack.enter_context(tempfile.TemporaryDirectory())
             low_res_result = training.fit_low_res(
@@ -175,22 +273,19 @@ def main() -> int:
             )
         result, best = training.fit_and_load(
             model,
-            datasets.train,
-            datasets.validation,
+            source.train,
+            source.validation,
             epochs=profile.epochs,
-            num_train_examples=datasets.counts["train"],
+            num_train_examples=source.counts["train"],
             image_size=profile.image_size,
             run_dir=Path(arguments.run_dir) if arguments.run_dir else None,
             seed=arguments.seed,
         )
-        scores = metrics.evaluate(best, datasets.test, tta_flip=profile.tta_flip)
+        evaluate = {"tta_flip": profile.tta_flip, "batch_size": profile.batch_size}
+        scores = metrics.evaluate(best, source.test, **evaluate)
         held_out = None
         if arguments.score_held_out:
-            (trainval,), _, _ = data.load(["train"])
-            unseen = data.make_pipeline(
-                trainval.skip(arguments.max_train_examples), profile.image_size, profile.batch_size
-            )
-            held_scores = metrics.evaluate(best, unseen, tta_flip=profile.tta_flip)
+            held_scores = metrics.evaluate(best, source.held_out, **evaluate)
             held_out = {
                 key: held_scores[key]
                 for key in ("fg_iou", "fg_dice", "mean_iou", "pixel_accuracy", "num_images")
@@ -225,10 +320,12 @@ def main() -> int:
         "depth": profile.depth,
         "upsampling": arguments.upsampling,
         "held_out": held_out,
-        "train_images": datasets.counts["train"],
-        "validation_images": datasets.counts["validation"],
+        "train_images": source.counts["train"],
+        "validation_images": source.counts["validation"],
         "test_images": scores["num_images"],
-        "source": datasets.source.kind,
+        "source": source.kind,
+        "backend": keras.backend.backend(),
+        "precision": precision,
         "saved_model": arguments.save_model,
         "run_dir": arguments.run_dir,
         "resumed": result.resumed,

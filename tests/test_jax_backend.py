@@ -1,4 +1,4 @@
-"""The GPU path: the model and two bench scripts under ``KERAS_BACKEND=jax``, without TensorFlow.
+"""The GPU path: the model and three bench scripts under ``KERAS_BACKEND=jax``, without TensorFlow.
 
 Each script runs in a fresh Python (the backend is chosen at ``import keras``) in which importing
 TensorFlow fails, as on the lent GPU machine (see ``bench/RESULTS.md``, section 3).
@@ -86,6 +86,25 @@ def test_the_unet_trains_and_is_scored_under_jax_without_tensorflow(tiny_npz):
     for key in ("fg_iou", "fg_dice", "mean_iou", "pixel_accuracy"):
         assert 0.0 <= line[key] <= 1.0, key
     assert line["train_images_per_s"] > 0 and line["inference_images_per_s"] > 0
+
+
+def test_the_quality_bench_trains_both_phases_under_jax_without_tensorflow(tiny_npz, tmp_path):
+    # The smoke profile's low-resolution phase is at 32 px: halve the 64 px file by taking every
+    # other pixel (masks stay labels).
+    with np.load(tiny_npz) as stored:
+        halved = {key: stored[key][:, ::2, ::2] for key in stored.files}
+    low_res = tmp_path / "tiny-32.npz"
+    np.savez(low_res, **halved)
+    (line,) = run_without_tensorflow(
+        "quality.py",
+        *("--npz", str(tiny_npz), "--low-res-npz", str(low_res), "--profile", "smoke", "--seed", "1"),
+    )
+    assert line["backend"] == "jax" and line["precision"] == "float32"
+    assert line["source"] == f"npz {tiny_npz}" and line["augment"] == "standard"
+    assert (line["low_res_epochs"], line["low_res_image_size"]) == (1, 32) and line["low_res_train_s"] > 0
+    assert line["test_images"] == 8 and line["train_images"] + line["validation_images"] == 24
+    for key in ("fg_iou", "fg_dice", "mean_iou", "pixel_accuracy"):
+        assert 0.0 <= line[key] <= 1.0, key
 
 
 def test_throughput_runs_under_jax_without_tensorflow():
