@@ -3,10 +3,11 @@
     python bench/make_npz.py --image-size 128 --output .npz/pets-128.npz
     python bench/make_npz.py --profile smoke --image-size 64 --output /tmp/pets-64.npz
 
-The file is what ``bench/anchors.py --npz`` reads on a machine without TensorFlow (the GPU
-machine, see ``../shared/GPU.md``): arrays ``train_images`` and ``test_images`` (uint8,
-``(N, S, S, 3)``), ``train_masks`` and ``test_masks`` (uint8 class indices 0=pet, 1=background,
-2=border, ``(N, S, S)``), ``train_file_names``, ``test_file_names`` and ``image_size``.
+The file is what ``bench/anchors.py --npz`` and ``bench/quality.py --npz`` read, through
+``unet_clustering.arrays``, on a machine without TensorFlow (the GPU machine, see
+``../shared/GPU.md``): arrays ``train_images`` and ``test_images`` (uint8, ``(N, S, S, 3)``),
+``train_masks`` and ``test_masks`` (uint8 class indices 0=pet, 1=background, 2=border,
+``(N, S, S)``), ``train_file_names``, ``test_file_names`` and ``image_size``.
 
 Images go through ``data.split_arrays`` (the project's resizing, no augmentation), so they match
 the tfds pipelines except for rounding to uint8 (at most 1/510 per channel). The training split
