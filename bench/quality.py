@@ -269,6 +269,8 @@ def main() -> int:
                 seed=arguments.seed,
                 weight_decay=arguments.weight_decay,
                 verbose=2,
+                # Backups serve only a --run-dir, which a later call can resume.
+                backup=arguments.run_dir is not None,
                 **unet_options,
             )
         result, best = training.fit_and_load(

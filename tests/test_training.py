@@ -285,6 +285,7 @@ def test_fit_and_load_without_a_run_dir_trains_the_same_and_leaves_nothing_behin
     monkeypatch.setenv(config.ARTIFACTS_ENV, str(tmp_path / "artifacts"))
     monkeypatch.setattr(training.tempfile, "tempdir", str(tmp_path / "scratch"))
     (tmp_path / "scratch").mkdir()
+    backups = spy_on_backups(monkeypatch)
     model = tiny_model()
     training.compile_model(model, LEARNING_RATE, total_steps=EPOCHS * math.ceil(NUM_TRAIN / BATCH_SIZE))
     result, best = training.fit_and_load(
@@ -301,6 +302,50 @@ def test_fit_and_load_without_a_run_dir_trains_the_same_and_leaves_nothing_behin
     scores = metrics.evaluate(best, synthetic_split(NUM_VALIDATION, seed=1), batch_size=BATCH_SIZE)
     assert scores["fg_iou"] == pytest.approx(result.best_score, abs=1e-6)
     assert not (tmp_path / "artifacts").exists() and not any((tmp_path / "scratch").iterdir())
+    # The folder is deleted afterwards, so nothing could resume from a backup: none is written.
+    assert backups == []
+
+
+def spy_on_backups(monkeypatch) -> list[str]:
+    """Record the folder of every weights file ``training.save_weights_atomically`` writes."""
+    written: list[str] = []
+    original = training.save_weights_atomically
+
+    def recording(model, path):
+        written.append(Path(path).parent.name)
+        return original(model, path)
+
+    monkeypatch.setattr(training, "save_weights_atomically", recording)
+    return written
+
+
+def test_fit_backs_up_every_epoch_unless_told_not_to(tmp_path, monkeypatch):
+    backups = spy_on_backups(monkeypatch)
+    train_tiny(tmp_path / "kept")
+    assert backups == [training.BACKUP_FOLDER] * EPOCHS
+    backups.clear()
+    # Without backups, a backup left in the folder is not resumed either.
+    run_dir = tmp_path / "scratch"
+    (run_dir / training.BACKUP_FOLDER).mkdir(parents=True)
+    (run_dir / training.BACKUP_FOLDER / "training_metadata.json").write_text('{"epoch": 1, "batch": -1}')
+    model = tiny_model()
+    training.compile_model(model, LEARNING_RATE, total_steps=EPOCHS * math.ceil(NUM_TRAIN / BATCH_SIZE))
+    result = training.fit(
+        model,
+        batched(*synthetic_split(NUM_TRAIN, seed=0)),
+        batched(*synthetic_split(NUM_VALIDATION, seed=1)),
+        epochs=EPOCHS,
+        num_train_examples=NUM_TRAIN,
+        run_dir=run_dir,
+        seed=SEED,
+        verbose=0,
+        backup=False,
+    )
+    assert backups == [] and result.resumed is False and result.epochs == EPOCHS
+    kinds = [
+        type(callback) for callback in training.make_callbacks(run_dir, run_dir / "unet.keras", backup=False)
+    ]
+    assert training.AtomicBackupAndRestore not in kinds and training.BestModelCheckpoint in kinds
 
 
 def test_write_metrics_report(trained_run, tmp_path):
