@@ -1,16 +1,17 @@
 """The dataset as numpy arrays, and its training augmentation without TensorFlow.
 
 ``data.py`` feeds training through tf.data. The lent GPU machine runs Keras on JAX and has no
-TensorFlow (``bench/RESULTS.md``, section 3), so ``bench/make_npz.py`` writes the splits into an
-``.npz`` file there, and this module reads them back and batches them for ``model.fit``.
+TensorFlow (``bench/RESULTS.md``, section 3), so ``bench/make_npz.py`` first writes the splits
+into an ``.npz`` file where TensorFlow is, and this module reads them back on that machine and
+batches them for ``model.fit``.
 
 Training batches are augmented as ``data.augment_pair`` augments them: for each image, one zoom
 by a random factor in ``[1, max_scale]`` (the image bilinear, the mask nearest neighbour), a
 random crop back to size at a whole-pixel offset, a random left-right flip of both, then
 brightness, contrast and saturation jitter of the image only, clipped to [0, 1]. The draws have
-the same distributions, and for the same draw the two give the same pixels up to OpenCV's
-fixed-point interpolation (``tests/test_arrays.py`` checks this against TensorFlow), so scores
-from either source are comparable. Used by ``bench/anchors.py --npz`` and
+the same distributions, and for the same draw the two give the same masks and the same images
+to within 1e-4 (``tests/test_arrays.py`` checks this against TensorFlow), so scores from either
+source are comparable. Used by ``bench/anchors.py --npz`` and
 ``bench/quality.py --npz``; no notebook needs it.
 """
 
