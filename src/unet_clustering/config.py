@@ -90,7 +90,7 @@ class Profile:
 class AugmentOptions:
     """How strong the training augmentation is (taught in ``01_data``).
 
-    ``data.augment_pair`` applies it in tf.data pipelines; ``arrays.augment_pair`` draws the same
+    ``data.augment_pair`` applies it in tf.data pipelines; ``arrays.augment_batch`` draws the same
     random transforms for numpy arrays, where TensorFlow is missing (the GPU path of ``bench/``).
     """
 

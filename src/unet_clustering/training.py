@@ -431,11 +431,13 @@ def fit(
     """Train a compiled model and keep the best one in ``run_dir/unet.keras``.
 
     ``run_dir`` defaults to the artifacts folder. If an earlier run in the same folder was
-    interrupted, training resumes from its last backup instead of starting over. ``backup=False``
-    neither backs up nor resumes: for a folder deleted after the run, where each backup (a copy of
-    the weights, 31 MB and about 0.15 s for the ``full`` model) would be written for nothing. The history
+    interrupted, training resumes from its last backup instead of starting over. The history
     returned (and ``history.csv``) covers every epoch, resumed ones included, once each: an epoch
     that was interrupted and run again keeps only the row of its last run.
+
+    ``backup=False`` neither backs up nor resumes: for a folder deleted after the run, where each
+    backup (a copy of the weights, 31 MB and about 0.15 s for the ``full`` model) would be
+    written for nothing.
     """
     run_dir = Path(run_dir) if run_dir is not None else config.artifacts_dir()
     run_dir.mkdir(parents=True, exist_ok=True)
