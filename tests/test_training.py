@@ -71,7 +71,7 @@ def leftovers(folder: Path) -> list[str]:
     )
 
 
-def train_tiny(run_dir: Path) -> tuple[keras.Model, training.FitResult]:
+def train_tiny(run_dir: Path, backup: bool = True) -> tuple[keras.Model, training.FitResult]:
     """Build (seeded), compile and fit the tiny model on the synthetic data: the same run every time."""
     keras.utils.set_random_seed(SEED)
     model = tiny_model()
@@ -86,6 +86,7 @@ def train_tiny(run_dir: Path) -> tuple[keras.Model, training.FitResult]:
         run_dir=run_dir,
         seed=SEED,
         verbose=0,
+        backup=backup,
     )
     return model, result
 
@@ -328,19 +329,7 @@ def test_fit_backs_up_every_epoch_unless_told_not_to(tmp_path, monkeypatch):
     run_dir = tmp_path / "scratch"
     (run_dir / training.BACKUP_FOLDER).mkdir(parents=True)
     (run_dir / training.BACKUP_FOLDER / "training_metadata.json").write_text('{"epoch": 1, "batch": -1}')
-    model = tiny_model()
-    training.compile_model(model, LEARNING_RATE, total_steps=EPOCHS * math.ceil(NUM_TRAIN / BATCH_SIZE))
-    result = training.fit(
-        model,
-        batched(*synthetic_split(NUM_TRAIN, seed=0)),
-        batched(*synthetic_split(NUM_VALIDATION, seed=1)),
-        epochs=EPOCHS,
-        num_train_examples=NUM_TRAIN,
-        run_dir=run_dir,
-        seed=SEED,
-        verbose=0,
-        backup=False,
-    )
+    _, result = train_tiny(run_dir, backup=False)
     assert backups == [] and result.resumed is False and result.epochs == EPOCHS
     kinds = [
         type(callback) for callback in training.make_callbacks(run_dir, run_dir / "unet.keras", backup=False)
