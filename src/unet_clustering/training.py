@@ -71,8 +71,11 @@ def configure_precision(policy: str = "auto") -> str:
     """Set Keras' global dtype policy and return it.
 
     ``"auto"`` picks mixed precision on a GPU (``mixed_bfloat16`` where the GPU supports it under
-    JAX, ``mixed_float16`` under TensorFlow, which every CUDA GPU runs) and ``float32`` on a CPU,
-    where mixed precision is slower. The U-Net's ``logits`` layer always stays float32.
+    JAX, ``mixed_float16`` under TensorFlow, which every CUDA GPU runs) and ``float32`` on a CPU.
+    Most CPUs lack 16-bit arithmetic, so mixed precision is slower there; on one with bfloat16
+    instructions, ``mixed_bfloat16`` trained the ``quick`` recipe 1.3 times faster but scored lower
+    on held-out images (``bench/RESULTS.md`` section 4), so ``"auto"`` keeps float32 there too.
+    The U-Net's ``logits`` layer always stays float32.
     """
     if policy == "auto":
         if accelerators()["gpu"] == 0:
