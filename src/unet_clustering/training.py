@@ -72,8 +72,8 @@ def configure_precision(policy: str = "auto") -> str:
 
     ``"auto"`` picks mixed precision on a GPU (``mixed_bfloat16`` where the GPU supports it under
     JAX, ``mixed_float16`` under TensorFlow, which every CUDA GPU runs) and ``float32`` on a CPU.
-    Most CPUs lack 16-bit arithmetic, so mixed precision is slower there; on one with bfloat16
-    instructions, ``mixed_bfloat16`` trained the ``quick`` recipe 1.3 times faster but scored lower
+    Mixed precision needs 16-bit instructions that most CPUs lack; on one with bfloat16
+    instructions, ``mixed_bfloat16`` trained the ``quick`` recipe 1.3 times as fast but scored lower
     on held-out images (``bench/RESULTS.md`` section 4), so ``"auto"`` keeps float32 there too.
     The U-Net's ``logits`` layer always stays float32.
     """
