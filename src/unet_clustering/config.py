@@ -1,18 +1,24 @@
-"""Run profiles, class names and artifact paths shared by every notebook.
+"""Run profiles, class names, and every artifact the notebooks exchange.
 
-Taught in ``01_data``; used by all notebooks. This module imports no deep-learning
-framework, so it is cheap to import anywhere (tests, the GPU machine, the command line).
+This module imports no deep-learning framework, so it is cheap to import anywhere (tests, the
+command line, a machine without TensorFlow).
 
-Choose a profile with the environment variable ``UNET_PROFILE`` (``smoke``, ``quick`` or
-``full``). Without it, the ``quick`` profile is used on a CPU; notebooks on Colab with a GPU
-may ask for ``full`` in their parameters cell.
+A profile sizes a run. ``UNET_PROFILE`` (or a notebook's ``PROFILE_NAME``) chooses one; without
+either, a machine with an NVIDIA GPU gets ``full`` and any other gets ``quick``. Training budgets are
+counted in images seen, not epochs, so that a profile costs the same time on the 600-image offline
+sample and on the full dataset of 7,349 photos: the number of epochs follows from the size of the
+training split.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
+import math
 import os
+import shutil
+import subprocess
 import tempfile
 import warnings
 from pathlib import Path
@@ -23,205 +29,194 @@ CLASS_NAMES: tuple[str, ...] = ("pet", "background", "border")
 NUM_CLASSES: int = len(CLASS_NAMES)
 PET, BACKGROUND, BORDER = range(NUM_CLASSES)
 
-#: GitHub ``owner/name`` of this project: the Colab badges and the notebooks' install cell use it.
+#: GitHub ``owner/name`` of this project: the Colab badges and the notebooks' install cells use it.
 #: Change it everywhere at once with ``python tools/set_repository.py OWNER/NAME``.
 REPOSITORY = "unet-clustering/unet-clustering"
 
 PROFILE_ENV = "UNET_PROFILE"
 ARTIFACTS_ENV = "UNET_ARTIFACTS_DIR"
-SEED_ENV = "UNET_SEED"
-DEFAULT_PROFILE = "quick"
 DEFAULT_SEED = 42
 
 
 @dataclasses.dataclass(frozen=True)
 class Profile:
-    """Every size and budget a run depends on, in one place.
+    """Every size and budget a run depends on.
 
-    ``max_train_examples`` / ``max_test_examples`` of ``None`` mean "all of the split".
+    ``train_images`` is the number of training images the U-Net sees at ``image_size`` (epochs times
+    the training split); ``low_res_train_images`` those it sees first at ``low_res_image_size``
+    (progressive resizing, taught in ``03_training``). ``max_train_examples`` and
+    ``max_test_examples`` cap the splits (``None``: all of them). The last four fields bound the
+    analysis of notebooks 04-06 whatever the size of the test split.
     """
 
     name: str
+    description: str
     image_size: int
     batch_size: int
-    epochs: int
     base_filters: int
     depth: int
     learning_rate: float
-    validation_fraction: float
-    max_train_examples: int | None
-    max_test_examples: int | None
-    #: Training recipe (see ``training.compile_model``): loss, learning-rate schedule, and
-    #: whether evaluation averages the prediction with that of the flipped image.
-    loss: str
-    schedule: str
-    tta_flip: bool
-    #: Pixels sampled per image for clustering (notebooks 04 and 05).
-    pixels_per_image: int
-    #: Test images whose pixels are clustered.
-    cluster_images: int
-    description: str
-    #: Progressive resizing (see ``training.fit_low_res``): train ``low_res_epochs`` epochs at
-    #: ``low_res_image_size`` px, peaking at ``low_res_learning_rate``, before the ``epochs`` at
-    #: ``image_size``. ``low_res_epochs = 0`` trains at ``image_size`` only.
+    train_images: int
     low_res_image_size: int | None = None
-    low_res_epochs: int = 0
+    low_res_train_images: int = 0
     low_res_learning_rate: float | None = None
+    validation_fraction: float = 0.1
+    max_validation_examples: int = 300
+    max_train_examples: int | None = None
+    max_test_examples: int | None = None
+    tta_flip: bool = True
+    #: Test images whose pixels notebooks 04 and 05 cluster, and pixels sampled from each.
+    cluster_images: int = 64
+    pixels_per_image: int = 512
+    #: Test images whose whole pets 05 groups and whose masks 06 ranks.
+    analysis_images: int = 400
+    #: Points DBSCAN and HDBSCAN are fitted on in 05 (their cost grows with the square).
+    density_points: int = 10_000
 
-    def low_res(self) -> Profile:
-        """The profile of the low-resolution phase: its size, epochs and learning rate."""
-        if not self.low_res_epochs or not self.low_res_image_size:
-            raise ValueError(f"Profile {self.name!r} has no low-resolution phase (low_res_epochs = 0).")
-        return dataclasses.replace(
-            self,
-            image_size=self.low_res_image_size,
-            epochs=self.low_res_epochs,
-            learning_rate=self.low_res_learning_rate or self.learning_rate,
-            low_res_image_size=None,
-            low_res_epochs=0,
-            low_res_learning_rate=None,
-        )
+    def epochs(self, num_train: int) -> int:
+        """Epochs at ``image_size`` that show the training split about ``train_images`` images."""
+        return max(1, round(self.train_images / num_train))
 
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-
-@dataclasses.dataclass(frozen=True)
-class AugmentOptions:
-    """How strong the training augmentation is (taught in ``01_data``).
-
-    ``data.augment_pair`` applies it in tf.data pipelines; ``arrays.augment_batch`` draws the same
-    random transforms for numpy arrays, where TensorFlow is missing (the GPU path of ``bench/``).
-    """
-
-    flip: bool = True
-    #: Zoom in by a random factor in [1, max_scale], then crop back to size.
-    max_scale: float = 1.3
-    color_jitter: bool = True
-    brightness: float = 0.1
-    contrast: tuple[float, float] = (0.8, 1.2)
-    saturation: tuple[float, float] = (0.8, 1.2)
-
-
-#: Named strengths of training augmentation; ``bench/quality.py --augment NAME`` picks one, and
-#: ``bench/RESULTS.md`` section 4 measures each. ``"standard"`` is what every profile trains with.
-AUGMENTATIONS: dict[str, AugmentOptions | None] = {
-    "none": None,
-    "standard": AugmentOptions(),
-    "strong": AugmentOptions(max_scale=1.6, brightness=0.2, contrast=(0.6, 1.4), saturation=(0.6, 1.4)),
-}
+    def low_res_epochs(self, num_train: int) -> int:
+        """Epochs at ``low_res_image_size`` (0: the profile trains at full size only)."""
+        if not self.low_res_train_images or not self.low_res_image_size:
+            return 0
+        return max(1, round(self.low_res_train_images / num_train))
 
 
 PROFILES: dict[str, Profile] = {
     "smoke": Profile(
         name="smoke",
+        description="tests: a tiny model on a few images, seconds per notebook",
         image_size=64,
         batch_size=8,
-        epochs=1,
         base_filters=8,
         depth=3,
         learning_rate=1e-3,
+        train_images=32,
+        low_res_image_size=32,
+        low_res_train_images=32,
         validation_fraction=0.2,
         max_train_examples=40,
         max_test_examples=16,
-        loss="ce+dice",
-        schedule="cosine",
         tta_flip=False,
-        pixels_per_image=128,
         cluster_images=8,
-        description="Tests: a tiny model on a few images, seconds per notebook.",
-        low_res_image_size=32,
-        low_res_epochs=1,
+        pixels_per_image=128,
+        analysis_images=16,
+        density_points=500,
     ),
     "quick": Profile(
         name="quick",
+        description="a CPU: the six notebooks in about 15 minutes on 2 cores",
         image_size=128,
-        # Batch 8 gives twice the optimizer steps per epoch of batch 16 at nearly the same
-        # images/s on a CPU; on the sample it reached the same validation IoU in fewer epochs.
         batch_size=8,
-        epochs=20,
         base_filters=16,
         depth=4,
         learning_rate=1e-3,
-        validation_fraction=0.1,
-        max_train_examples=None,
-        max_test_examples=None,
-        loss="ce+dice",
-        schedule="cosine",
-        tta_flip=True,
-        pixels_per_image=512,
-        cluster_images=64,
-        description="CPU default: the whole series in 10 to 15 minutes on 2 cores.",
-        # An epoch at 64 px costs about a third of one at 128 px; on held-out trainval images
-        # these 80 + 20 epochs beat 40 at 128 px for about the same time (bench/RESULTS.md, 4).
+        # 20 and 80 epochs of the sample's 270 training images (bench/RESULTS.md, section 4).
+        train_images=5_400,
         low_res_image_size=64,
-        low_res_epochs=80,
+        low_res_train_images=21_600,
         low_res_learning_rate=2e-3,
     ),
     "full": Profile(
         name="full",
+        description="a GPU (Colab): the full-width U-Net, trained long",
         image_size=128,
         batch_size=32,
-        epochs=200,
         base_filters=32,
         depth=4,
         learning_rate=1e-3,
-        validation_fraction=0.1,
-        max_train_examples=None,
-        max_test_examples=None,
-        loss="ce+dice",
-        schedule="cosine",
-        tta_flip=True,
+        # About 60 epochs of the full dataset; bench/RESULTS.md, section 3, derives its Colab time.
+        train_images=200_000,
+        cluster_images=256,
         pixels_per_image=1024,
-        cluster_images=298,
-        description="GPU / Colab: the full-width U-Net, trained long.",
     ),
 }
 
 
-def with_overrides(profile: Profile, **changes: Any) -> Profile:
-    """A copy of ``profile`` with some fields changed (``None`` values are ignored)."""
-    unknown = sorted(set(changes) - {field.name for field in dataclasses.fields(Profile)})
-    if unknown:
-        raise ValueError(f"Profiles have no field(s) {unknown}.")
-    return dataclasses.replace(profile, **{key: value for key, value in changes.items() if value is not None})
+def gpu_available() -> bool:
+    """Whether ``nvidia-smi`` lists a GPU, without importing any framework."""
+    command = shutil.which("nvidia-smi")
+    if command is None:
+        return False
+    try:
+        listed = subprocess.run([command, "-L"], capture_output=True, text=True, timeout=20, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return listed.returncode == 0 and "GPU" in listed.stdout
 
 
-def get_profile(name: str | None = None) -> Profile:
-    """Return the profile called ``name``, else the one named by ``$UNET_PROFILE``, else ``quick``."""
-    chosen = name or os.environ.get(PROFILE_ENV) or DEFAULT_PROFILE
+def choose_profile(name: str | None = None) -> tuple[Profile, str]:
+    """The profile of a run, and why it was chosen.
+
+    ``name`` wins, then ``$UNET_PROFILE``; otherwise ``full`` where a GPU is visible and ``quick``
+    elsewhere.
+    """
+    if name:
+        chosen, reason = name, "set by PROFILE_NAME"
+    elif os.environ.get(PROFILE_ENV, "").strip():
+        chosen, reason = os.environ[PROFILE_ENV], f"set by ${PROFILE_ENV}"
+    elif gpu_available():
+        chosen, reason = "full", "a GPU is visible"
+    else:
+        chosen, reason = "quick", "no GPU is visible"
     chosen = chosen.strip().lower()
     if chosen not in PROFILES:
         raise ValueError(
-            f"Unknown profile {chosen!r}. Choose one of {sorted(PROFILES)} "
-            f"(set it with the {PROFILE_ENV} environment variable or in the parameters cell)."
+            f"Unknown profile {chosen!r} ({reason}). Choose one of {sorted(PROFILES)} with the "
+            f"{PROFILE_ENV} environment variable or PROFILE_NAME in the parameters cell."
         )
-    return PROFILES[chosen]
+    override = f"; to change it, set PROFILE_NAME or ${PROFILE_ENV} to one of {sorted(PROFILES)}"
+    return PROFILES[chosen], f"{reason}{override}"
+
+
+def get_profile(name: str | None = None) -> Profile:
+    """The profile :func:`choose_profile` chooses."""
+    return choose_profile(name)[0]
 
 
 def split_sizes(num_train: int, num_test: int, profile: Profile) -> dict[str, int]:
-    """How many examples go to fitting, validation (taken from train) and test under ``profile``.
-
-    Validation is the last ``validation_fraction`` of the (possibly limited) train split; the
-    test split is never used for it. Taught in ``01_data``.
-    """
+    """How many examples go to fitting, validation (the end of tfds' train split) and test."""
     used_train = min(num_train, profile.max_train_examples or num_train)
-    validation = max(1, round(used_train * profile.validation_fraction))
+    validation = min(profile.max_validation_examples, max(1, round(used_train * profile.validation_fraction)))
     if used_train - validation < 1:
         raise ValueError(f"Only {used_train} training example(s): too few to keep a validation split.")
     used_test = min(num_test, profile.max_test_examples or num_test)
     return {"train": used_train - validation, "validation": validation, "test": used_test}
 
 
-def get_seed(seed: int | None = None) -> int:
-    """Return ``seed``, else ``$UNET_SEED``, else the project default."""
-    if seed is not None:
-        return int(seed)
-    return int(os.environ.get(SEED_ENV, DEFAULT_SEED))
+# --------------------------------------------------------------------------------------------
+# Artifacts: the files through which the notebooks pass state
+# --------------------------------------------------------------------------------------------
+
+#: ``{key: (file or folder name, the notebook that writes it)}``: the only place that names them.
+ARTIFACTS: dict[str, tuple[str, str]] = {
+    "dataset": ("dataset.json", "01_data.ipynb"),
+    "training": ("training", "03_training.ipynb"),
+    "model": ("unet.keras", "03_training.ipynb"),
+    "history": ("history.csv", "03_training.ipynb"),
+    "metrics": ("metrics.json", "03_training.ipynb"),
+    "features": ("features.npz", "04_feature_extraction.ipynb"),
+    "clustering": ("clustering_metrics.json", "05_clustering.ipynb"),
+    "figures": ("figures", "06_visualization.ipynb"),
+    "predictions": ("predictions", "06_visualization.ipynb"),
+}
+
+#: How long the notebooks that make the expensive artifacts take, for the error that asks for them.
+NOTEBOOK_TIME = {"03_training.ipynb": "about 10 minutes on a 2-core CPU with the quick profile"}
+
+
+class MissingArtifactError(FileNotFoundError):
+    """An artifact another notebook should have written is not there."""
+
+
+class StaleArtifactError(ValueError):
+    """An artifact was made with another model than the one saved now."""
 
 
 def project_root(start: Path | None = None) -> Path | None:
-    """The checkout this code runs from (the folder holding ``pyproject.toml`` and ``notebooks/``)."""
+    """The checkout this code runs in (the folder holding ``pyproject.toml`` and ``notebooks/``)."""
     here = (start or Path.cwd()).resolve()
     for folder in (here, *here.parents):
         if (folder / "pyproject.toml").is_file() and (folder / "notebooks").is_dir():
@@ -230,21 +225,55 @@ def project_root(start: Path | None = None) -> Path | None:
 
 
 def artifacts_dir(create: bool = True) -> Path:
-    """Where notebooks exchange files: ``$UNET_ARTIFACTS_DIR``, else ``<project>/artifacts``.
-
-    Outside a checkout (a bare Colab session), ``./artifacts`` is used.
-    """
+    """``$UNET_ARTIFACTS_DIR``, else ``<project>/artifacts`` (``./artifacts`` outside a checkout)."""
     if os.environ.get(ARTIFACTS_ENV):
         path = Path(os.environ[ARTIFACTS_ENV]).expanduser()
     else:
-        root = project_root()
-        path = (root if root is not None else Path.cwd()) / "artifacts"
+        path = (project_root() or Path.cwd()) / "artifacts"
     if create:
         path.mkdir(parents=True, exist_ok=True)
     return path
 
 
-#: Where Google Drive is mounted on Colab, and where the notebooks keep their artifacts on it.
+def artifact(key: str) -> Path:
+    """Where artifact ``key`` of :data:`ARTIFACTS` lives (it need not exist yet)."""
+    if key not in ARTIFACTS:
+        raise KeyError(f"No artifact {key!r}; the artifacts are {sorted(ARTIFACTS)}.")
+    return artifacts_dir() / ARTIFACTS[key][0]
+
+
+def require_artifact(key: str) -> Path:
+    """The path of artifact ``key``, or an error that names the notebook to run first."""
+    path = artifact(key)
+    if not path.exists():
+        maker = ARTIFACTS[key][1]
+        took = f" ({NOTEBOOK_TIME[maker]})" if maker in NOTEBOOK_TIME else ""
+        raise MissingArtifactError(
+            f"{path} is missing. Run notebooks/{maker} first{took}; it writes {path.name} into "
+            f"{path.parent}. (Set {ARTIFACTS_ENV} if your artifacts live elsewhere.)"
+        )
+    return path
+
+
+def file_sha256(path: Path) -> str:
+    """SHA-256 of a file's bytes, read in chunks: ties an artifact to the model it came from."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as stream:
+        for chunk in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def check_same_model(record: dict[str, Any], model_path: Path, key: str, path: Path | None = None) -> None:
+    """Refuse artifact ``key`` (read from ``path``) when ``record["model_sha256"]`` is not the model saved now."""
+    if record.get("model_sha256") != file_sha256(model_path):
+        maker = ARTIFACTS[key][1]
+        raise StaleArtifactError(
+            f"{path or ARTIFACTS[key][0]} was made with another model than {model_path} (trained again since?). "
+            f"Run notebooks/{maker} again to remake it with this model."
+        )
+
+
 COLAB_DRIVE_MOUNT = "/content/drive"
 COLAB_DRIVE_ARTIFACTS = "/content/drive/MyDrive/unet-clustering/artifacts"
 
@@ -252,15 +281,10 @@ COLAB_DRIVE_ARTIFACTS = "/content/drive/MyDrive/unet-clustering/artifacts"
 def keep_artifacts_on_drive(folder: str = COLAB_DRIVE_ARTIFACTS) -> Path:
     """On Colab: mount your Google Drive and keep the artifacts in ``folder`` on it.
 
-    Colab gives each notebook its own short-lived machine, so a model that ``03_training``
-    saves under ``/content`` is gone when you open ``04_feature_extraction``. On your Drive,
-    every notebook finds what the earlier ones wrote, even days later. Colab asks you once to
-    allow access. A ``$UNET_ARTIFACTS_DIR`` you set yourself wins over ``folder``.
-
-    If the Drive cannot be mounted (for example, you declined access), a warning says so and
-    the artifacts stay on this machine: then run the notebooks one after another in this runtime.
-
-    Called by the setup cell of each notebook that reads or writes artifacts, on Colab only.
+    Colab gives each notebook its own short-lived machine, so a model that ``03_training`` saves
+    under ``/content`` is gone when you open ``04_feature_extraction``; on your Drive, every
+    notebook finds what the earlier ones wrote. A ``$UNET_ARTIFACTS_DIR`` you set yourself wins.
+    If the Drive cannot be mounted, a warning says so and the artifacts stay on this machine.
     """
     try:
         from google.colab import drive  # only on Colab
@@ -277,62 +301,16 @@ def keep_artifacts_on_drive(folder: str = COLAB_DRIVE_ARTIFACTS) -> Path:
     return artifacts_dir()
 
 
-def figures_dir(profile_name: str) -> Path:
-    """Where ``06_visualization`` writes the README figures.
-
-    A real run (``quick`` or ``full``) inside a checkout refreshes ``<project>/images``, the
-    figures the README shows. A ``smoke`` run, or any run outside a checkout (a bare Colab
-    session, which has no ``images/`` to refresh), writes to ``<artifacts>/figures`` instead.
-    """
-    root = project_root()
-    if profile_name == "smoke" or root is None:
-        return artifacts_dir() / "figures"
-    return root / "images"
-
-
-#: Which notebook writes which artifact, so a missing file can name its maker.
-ARTIFACT_MAKERS: dict[str, str] = {
-    "dataset.json": "01_data.ipynb",
-    "unet.keras": "03_training.ipynb",
-    "metrics.json": "03_training.ipynb",
-    "history.csv": "03_training.ipynb",
-    "features.npz": "04_feature_extraction.ipynb",
-    "features.json": "04_feature_extraction.ipynb",
-    "clustering_metrics.json": "05_clustering.ipynb",
-}
-
-#: Run times of each notebook measured under the ``quick`` profile on a 2-core CPU (README,
-#: "Results"). None of them has been timed on a Colab GPU yet, so no GPU time is claimed.
-NOTEBOOK_MINUTES: dict[str, str] = {
-    "01_data.ipynb": "under a minute",
-    "03_training.ipynb": "about 9 minutes on a 2-core CPU with the quick profile",
-    "04_feature_extraction.ipynb": "under a minute",
-    "05_clustering.ipynb": "under a minute",
-}
-
-
-class MissingArtifactError(FileNotFoundError):
-    """An artifact another notebook should have written is not there."""
-
-
-def require_artifact(name: str) -> Path:
-    """Return the path of artifact ``name``, or explain which notebook makes it."""
-    path = artifacts_dir() / name
-    if not path.exists():
-        maker = ARTIFACT_MAKERS.get(name, "an earlier notebook")
-        took = NOTEBOOK_MINUTES.get(maker)
-        took_text = f" ({took})" if took else ""
-        raise MissingArtifactError(
-            f"{path} is missing. Run notebooks/{maker} first{took_text}; it writes {name} into "
-            f"{path.parent}. (Set {ARTIFACTS_ENV} if your artifacts live elsewhere.)"
-        )
-    return path
+# --------------------------------------------------------------------------------------------
+# Writing files
+# --------------------------------------------------------------------------------------------
 
 
 def atomic_write_bytes(path: Path, payload: bytes) -> Path:
-    """Write ``payload`` to a temporary file beside ``path``, then rename it into place.
+    """Write ``payload`` to a uniquely named temporary file beside ``path``, then rename it into place.
 
-    A run killed half-way leaves either the old file or the new one, never half of one.
+    A run killed half-way leaves the old file or the new one, never half of one, and two runs never
+    share a temporary file.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -340,10 +318,7 @@ def atomic_write_bytes(path: Path, payload: bytes) -> Path:
     try:
         with os.fdopen(handle, "wb") as stream:
             stream.write(payload)
-        # mkstemp creates owner-only files; give the result the permissions a plain open() would.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(temporary, 0o666 & ~umask)
+        give_default_permissions(Path(temporary))
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
@@ -351,9 +326,25 @@ def atomic_write_bytes(path: Path, payload: bytes) -> Path:
     return path
 
 
+def current_umask() -> int:
+    """The process's umask, read without changing it where Linux shows it (threads may be writing files)."""
+    try:
+        status = Path("/proc/self/status").read_text()
+        return int(next(line.split()[1] for line in status.splitlines() if line.startswith("Umask:")), 8)
+    except (OSError, StopIteration, ValueError):
+        umask = os.umask(0o022)  # elsewhere the umask can only be read by setting it
+        os.umask(umask)
+        return umask
+
+
+def give_default_permissions(path: Path) -> None:
+    """The permissions a plain ``open()`` would give (``mkstemp`` makes owner-only files)."""
+    os.chmod(path, 0o666 & ~current_umask())
+
+
 def write_json(path: Path, content: dict[str, Any]) -> Path:
-    """Write ``content`` as indented JSON, atomically."""
-    text = json.dumps(content, indent=2, sort_keys=True, default=_json_default) + "\n"
+    """Write ``content`` as indented JSON, atomically (numpy values and paths become plain JSON)."""
+    text = json.dumps(_without_nan(content), indent=2, sort_keys=True, default=_json_default) + "\n"
     return atomic_write_bytes(Path(path), text.encode("utf-8"))
 
 
@@ -361,10 +352,20 @@ def read_json(path: Path) -> dict[str, Any]:
     return json.loads(Path(path).read_text(encoding="utf-8"))
 
 
+def _without_nan(value: Any) -> Any:
+    """``value`` with every NaN (an undefined score) as ``None``, which strict JSON readers accept."""
+    if isinstance(value, dict):
+        return {key: _without_nan(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_without_nan(item) for item in value]
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value
+
+
 def _json_default(value: Any) -> Any:
-    # numpy scalars and arrays, Paths: turn into plain JSON values.
     if hasattr(value, "tolist"):
-        return value.tolist()
+        return _without_nan(value.tolist())
     if isinstance(value, Path):
         return str(value)
     raise TypeError(f"Cannot write {type(value).__name__} as JSON")
