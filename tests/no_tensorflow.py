@@ -1,9 +1,9 @@
 """Run a script as ``__main__`` in a Python where TensorFlow cannot be imported.
 
-    KERAS_BACKEND=jax python tests/no_tensorflow.py bench/anchors.py --npz ...
+    KERAS_BACKEND=jax python tests/no_tensorflow.py script.py
 
-The GPU machine that ``bench/RESULTS.md`` describes has JAX but no TensorFlow; this reproduces
-that here, in a virtual environment that does have TensorFlow, by refusing the import.
+A machine with JAX and no TensorFlow (a GPU machine set up for JAX) is reproduced
+here, in a virtual environment that does have TensorFlow, by refusing the import.
 """
 
 from __future__ import annotations

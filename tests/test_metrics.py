@@ -1,4 +1,4 @@
-"""Tests of the metrics and losses against values worked out by hand."""
+"""metrics.py: the confusion matrix, every score worked out by hand, the Keras metric and the losses."""
 
 from __future__ import annotations
 
@@ -11,8 +11,7 @@ import pytest
 from unet_clustering import metrics, unet
 from unet_clustering.config import BACKGROUND, BORDER, PET
 
-# Classes: 0 = pet, 1 = background, 2 = border.
-# A 2x3 example used throughout. Pixel pairs (true, predicted), row by row:
+# Classes: 0 = pet, 1 = background, 2 = border. A 2x3 example; pixel pairs (true, predicted), row by row:
 #   (0,0) (0,2) (1,1)
 #   (2,0) (1,1) (1,0)
 HAND_TRUE = np.array([[0, 0, 1], [2, 1, 1]])
@@ -27,385 +26,258 @@ HAND_CM = np.array(
 )
 
 
-def _hand_logits(predicted: np.ndarray, num_classes: int = 3) -> np.ndarray:
-    """Logits whose argmax is ``predicted`` (a clear margin, so softmax is nearly one-hot)."""
-    return 20.0 * np.eye(num_classes, dtype="float32")[predicted]
+def one_hot_logits(predicted: np.ndarray, num_classes: int = 3, margin: float = 20.0) -> np.ndarray:
+    """Logits whose argmax is ``predicted``, with a margin that makes the softmax nearly one-hot."""
+    return margin * np.eye(num_classes, dtype="float32")[predicted]
+
+
+def loss_value(loss, masks, logits) -> float:
+    return float(keras.ops.convert_to_numpy(loss(masks, logits)))
 
 
 # --------------------------------------------------------------------------------------------
-# Confusion matrices
+# Confusion matrix and scores
 
 
-def test_confusion_matrix_by_hand():
-    np.testing.assert_array_equal(metrics.confusion_matrix(HAND_TRUE, HAND_PRED), HAND_CM)
-    assert metrics.confusion_matrix(HAND_TRUE, HAND_PRED).sum() == 6
+def test_confusion_matrix_by_hand() -> None:
+    cm = metrics.confusion_matrix(HAND_TRUE, HAND_PRED)
+    np.testing.assert_array_equal(cm, HAND_CM)
+    assert cm.sum() == HAND_TRUE.size
 
 
-def test_confusion_matrix_accepts_channel_axis_batches_and_scores():
-    expected = HAND_CM
-    true_with_channel = HAND_TRUE[None, :, :, None]  # (1, 2, 3, 1)
-    np.testing.assert_array_equal(metrics.confusion_matrix(true_with_channel, HAND_PRED[None]), expected)
+def test_confusion_matrix_ignores_layout_and_sums_over_a_batch() -> None:
+    # Masks with a channel axis against predictions without one: only the pixels count.
     np.testing.assert_array_equal(
-        metrics.confusion_matrix(true_with_channel, HAND_PRED[None, :, :, None]), expected
+        metrics.confusion_matrix(HAND_TRUE[None, :, :, None], HAND_PRED[None]), HAND_CM
     )
-    # Scores with a trailing class axis are arg-maxed.
+    batch_true, batch_pred = np.stack([HAND_TRUE, HAND_TRUE]), np.stack([HAND_PRED, HAND_TRUE])
+    # The second image is perfect: 2 pet, 3 background, 1 border on the diagonal.
     np.testing.assert_array_equal(
-        metrics.confusion_matrix(true_with_channel, _hand_logits(HAND_PRED)[None]), expected
+        metrics.confusion_matrix(batch_true, batch_pred), HAND_CM + np.diag([2, 3, 1])
     )
-    # Whole-number floats are accepted as class indices.
-    np.testing.assert_array_equal(metrics.confusion_matrix(HAND_TRUE.astype(float), HAND_PRED), expected)
+    np.testing.assert_array_equal(metrics.confusion_matrix(HAND_TRUE.astype(np.uint8), HAND_PRED), HAND_CM)
+    # More classes than present: empty rows and columns.
+    wide = metrics.confusion_matrix(HAND_TRUE, HAND_PRED, num_classes=4)
+    assert wide.shape == (4, 4)
+    np.testing.assert_array_equal(wide[:3, :3], HAND_CM)
+    assert wide[3].sum() == 0 and wide[:, 3].sum() == 0
 
 
-def test_confusion_matrix_rejects_bad_input():
-    with pytest.raises(ValueError, match="0..2"):
-        metrics.confusion_matrix(HAND_TRUE, HAND_PRED + 1)
-    with pytest.raises(ValueError, match="does not match"):
+def test_confusion_matrix_refuses_different_pixel_counts() -> None:
+    with pytest.raises(ValueError, match="6 true pixels but 4 predicted"):
         metrics.confusion_matrix(HAND_TRUE, HAND_PRED[:, :2])
-    with pytest.raises(ValueError, match="whole class indices"):
-        metrics.confusion_matrix(HAND_TRUE, HAND_PRED + 0.5)
-    with pytest.raises(ValueError, match="num_classes"):
-        metrics.confusion_matrix(HAND_TRUE, HAND_PRED, num_classes=1)
 
 
-def test_per_image_confusion_matrices():
-    true = np.stack([HAND_TRUE, HAND_TRUE])
-    predicted = np.stack([HAND_PRED, HAND_TRUE])  # the second image is predicted perfectly
-    matrices = metrics.per_image_confusion_matrices(true, predicted)
-    assert matrices.shape == (2, 3, 3)
-    np.testing.assert_array_equal(matrices[0], HAND_CM)
-    # Perfect prediction: the pixel count of each true class on the diagonal (2 pet, 3 background, 1 border).
-    np.testing.assert_array_equal(matrices[1], np.diag([2, 3, 1]))
-    np.testing.assert_array_equal(matrices.sum(axis=0), metrics.confusion_matrix(true, predicted))
+def test_ratio_is_nan_where_the_denominator_is_zero() -> None:
+    result = metrics.ratio([1, 2, 0], [4, 0, 0])
+    assert result[0] == 0.25 and np.isnan(result[1]) and np.isnan(result[2])
+    assert float(metrics.ratio(3, 4)) == 0.75
+    assert np.isnan(metrics.ratio(0, 0))
 
 
-# --------------------------------------------------------------------------------------------
-# Formulas
+def test_every_score_of_the_hand_example() -> None:
+    scores = metrics.segmentation_scores(HAND_CM)
+    assert set(scores) == {"fg_iou", "fg_dice", "pet_dice", "mean_iou", "pixel_accuracy", "iou_per_class"}
+    # pet:        TP 1, FP = column 0 (1+1+1) - 1 = 2, FN = row 0 (1+0+1) - 1 = 1 -> IoU 1/4
+    # background: TP 2, FP = column 1 (0+2+0) - 2 = 0, FN = row 1 (1+2+0) - 2 = 1 -> IoU 2/3
+    # border:     TP 0, FP = column 2 (1+0+0) - 0 = 1, FN = row 2 (1+0+0) - 0 = 1 -> IoU 0
+    assert scores["iou_per_class"] == pytest.approx({"pet": 1 / 4, "background": 2 / 3, "border": 0.0})
+    assert scores["mean_iou"] == pytest.approx((1 / 4 + 2 / 3 + 0) / 3)  # 11/36
+    assert scores["pixel_accuracy"] == pytest.approx(3 / 6)  # diagonal 1 + 2 + 0
+    assert scores["pet_dice"] == pytest.approx(2 / (2 + 2 + 1))  # 2 TP / (2 TP + FP + FN)
+    # Foreground = pet + border. TP = cm[0,0] + cm[0,2] + cm[2,0] + cm[2,2] = 3,
+    # FP = background called pet or border = cm[1,0] + cm[1,2] = 1, FN = cm[0,1] + cm[2,1] = 0.
+    assert scores["fg_iou"] == pytest.approx(3 / 4)
+    assert scores["fg_dice"] == pytest.approx(6 / 7)
+    for key in ("fg_iou", "fg_dice", "pet_dice", "mean_iou", "pixel_accuracy"):
+        assert type(scores[key]) is float  # plain floats, ready for JSON
 
 
-def test_metrics_of_the_hand_example():
-    cm = HAND_CM
-    # pet:        TP = 1, FP = column 0 (1+1+1) - 1 = 2, FN = row 0 (1+0+1) - 1 = 1 -> IoU 1/4
-    # background: TP = 2, FP = column 1 (0+2+0) - 2 = 0, FN = row 1 (1+2+0) - 2 = 1 -> IoU 2/3
-    # border:     TP = 0, FP = column 2 (1+0+0) - 0 = 1, FN = row 2 (1+0+0) - 0 = 1 -> IoU 0/2
-    np.testing.assert_allclose(metrics.iou_per_class(cm), [1 / 4, 2 / 3, 0.0])
-    assert metrics.mean_iou(cm) == pytest.approx((1 / 4 + 2 / 3 + 0) / 3)  # = 11/36
-    # Diagonal 1 + 2 + 0 = 3 of 6 pixels.
-    assert metrics.pixel_accuracy(cm) == pytest.approx(3 / 6)
-    # Pet Dice: 2 TP / (2 TP + FP + FN) = 2 / (2 + 2 + 1).
-    assert metrics.pet_dice(cm) == pytest.approx(2 / 5)
-    assert metrics.class_dice(cm, BACKGROUND) == pytest.approx(4 / (4 + 0 + 1))
-    # Foreground = pet + border. TP = cm[0,0] + cm[0,2] + cm[2,0] + cm[2,2] = 1 + 1 + 1 + 0 = 3,
-    # FP = cm[1,0] + cm[1,2] = 1 (background called pet), FN = cm[0,1] + cm[2,1] = 0.
-    assert metrics.foreground_counts(cm) == (3, 1, 0)
-    assert metrics.foreground_iou(cm) == pytest.approx(3 / 4)
-    assert metrics.foreground_dice(cm) == pytest.approx(6 / 7)
-
-
-def test_summarize_keys_and_values():
-    summary = metrics.summarize(HAND_CM)
-    assert set(summary) == {"fg_iou", "fg_dice", "pet_dice", "mean_iou", "iou_per_class", "pixel_accuracy"}
-    assert summary["fg_iou"] == pytest.approx(3 / 4)
-    assert summary["fg_dice"] == pytest.approx(6 / 7)
-    assert summary["pet_dice"] == pytest.approx(2 / 5)
-    assert summary["mean_iou"] == pytest.approx(11 / 36)
-    assert summary["pixel_accuracy"] == pytest.approx(1 / 2)
-    assert summary["iou_per_class"] == pytest.approx({"pet": 1 / 4, "background": 2 / 3, "border": 0.0})
-    assert all(isinstance(summary[key], float) for key in ("fg_iou", "mean_iou", "pixel_accuracy"))
-
-
-def test_absent_class_is_nan_and_left_out_of_the_mean():
-    # No border anywhere. Pairs: (0,0) (1,1) / (1,0) (1,1).
-    true = np.array([[0, 1], [1, 1]])
-    predicted = np.array([[0, 1], [0, 1]])
-    cm = metrics.confusion_matrix(true, predicted)
-    iou = metrics.iou_per_class(cm)
-    # pet: TP 1, FP 1, FN 0 -> 1/2; background: TP 2, FP 0, FN 1 -> 2/3; border: 0/0 -> NaN.
-    assert iou[PET] == pytest.approx(1 / 2)
-    assert iou[BACKGROUND] == pytest.approx(2 / 3)
-    assert math.isnan(iou[BORDER])
-    # Mean over the two defined classes, not three.
-    assert metrics.mean_iou(cm) == pytest.approx((1 / 2 + 2 / 3) / 2)
-    # Undefined everywhere: an empty matrix.
-    empty = np.zeros((3, 3))
-    assert math.isnan(metrics.mean_iou(empty))
-    assert math.isnan(metrics.foreground_iou(empty))
-    assert math.isnan(metrics.pixel_accuracy(empty))
-
-
-def test_pet_border_confusion_does_not_hurt_foreground_scores():
+def test_foreground_scores_merge_pet_and_border() -> None:
     true = np.array([[PET, PET], [BORDER, BACKGROUND]])
     swapped = np.array([[BORDER, BORDER], [PET, BACKGROUND]])  # pet and border swapped everywhere
-    cm = metrics.confusion_matrix(true, swapped)
-    assert metrics.foreground_iou(cm) == 1.0
-    assert metrics.foreground_dice(cm) == 1.0
-    assert metrics.pet_dice(cm) == 0.0
-    assert metrics.iou_per_class(cm)[PET] == 0.0
-    assert metrics.iou_per_class(cm)[BORDER] == 0.0
+    scores = metrics.segmentation_scores(metrics.confusion_matrix(true, swapped))
+    assert scores["fg_iou"] == 1.0 and scores["fg_dice"] == 1.0
+    assert scores["pet_dice"] == 0.0
+    assert scores["iou_per_class"]["pet"] == 0.0 and scores["iou_per_class"]["border"] == 0.0
+    assert scores["iou_per_class"]["background"] == 1.0
 
 
-def test_formulas_reject_non_square_matrices():
-    with pytest.raises(ValueError, match="square"):
-        metrics.mean_iou(np.zeros((2, 3)))
+def test_a_class_absent_from_truth_and_prediction_is_nan_and_left_out_of_the_mean() -> None:
+    # No border anywhere. Pairs: (0,0) (1,1) / (1,0) (1,1).
+    true, predicted = np.array([[0, 1], [1, 1]]), np.array([[0, 1], [0, 1]])
+    scores = metrics.segmentation_scores(metrics.confusion_matrix(true, predicted))
+    # pet: TP 1, FP 1, FN 0 -> 1/2; background: TP 2, FP 0, FN 1 -> 2/3; border: 0 / 0 -> NaN.
+    assert scores["iou_per_class"]["pet"] == pytest.approx(1 / 2)
+    assert scores["iou_per_class"]["background"] == pytest.approx(2 / 3)
+    assert math.isnan(scores["iou_per_class"]["border"])
+    assert scores["mean_iou"] == pytest.approx((1 / 2 + 2 / 3) / 2)  # over the two defined classes
+    # A class predicted but absent from the truth is defined, and wrong: IoU 0.
+    only_pet = metrics.segmentation_scores(metrics.confusion_matrix([PET, PET], [PET, BORDER]))
+    assert only_pet["iou_per_class"]["border"] == 0.0 and math.isnan(only_pet["iou_per_class"]["background"])
+
+
+def test_scores_of_an_image_without_foreground() -> None:
+    scores = metrics.segmentation_scores(metrics.confusion_matrix(np.ones((2, 2)), np.ones((2, 2))))
+    assert math.isnan(scores["fg_iou"]) and math.isnan(scores["fg_dice"]) and math.isnan(scores["pet_dice"])
+    assert scores["pixel_accuracy"] == 1.0 and scores["mean_iou"] == 1.0
+
+
+def test_an_empty_confusion_matrix_has_no_defined_score() -> None:
+    scores = metrics.segmentation_scores(np.zeros((3, 3)))
+    for key in ("fg_iou", "fg_dice", "pet_dice", "mean_iou", "pixel_accuracy"):
+        assert math.isnan(scores[key]), key
+    assert all(math.isnan(value) for value in scores["iou_per_class"].values())
 
 
 # --------------------------------------------------------------------------------------------
-# Keras metrics
+# The Keras metric
 
 
-def _random_batches(count, seed=0, shape=(2, 6, 6)):
+def random_batches(count: int, seed: int = 0, shape: tuple[int, ...] = (2, 6, 6)):
     rng = np.random.default_rng(seed)
     return [
-        (
-            rng.integers(0, 3, shape + (1,)).astype("int32"),
-            rng.normal(size=shape + (3,)).astype("float32"),
-        )
+        (rng.integers(0, 3, (*shape, 1)).astype("int32"), rng.normal(size=(*shape, 3)).astype("float32"))
         for _ in range(count)
     ]
 
 
-def test_keras_metrics_agree_with_numpy_over_several_batches():
-    batches = _random_batches(3)
-    expected_cm = sum(metrics.confusion_matrix(masks, logits) for masks, logits in batches)
-    expected = metrics.summarize(expected_cm)
-    for metric in metrics.training_metrics():
-        for masks, logits in batches:
-            metric.update_state(masks, logits)
-        assert float(metric.result()) == pytest.approx(expected[metric.name], rel=1e-6), metric.name
-    assert [metric.name for metric in metrics.training_metrics()] == [
-        "fg_iou",
-        "fg_dice",
-        "mean_iou",
-        "pet_dice",
-        "pixel_accuracy",
-    ]
+def numpy_fg_iou(batches) -> float:
+    cm = sum(metrics.confusion_matrix(masks, logits.argmax(axis=-1)) for masks, logits in batches)
+    return metrics.segmentation_scores(cm)["fg_iou"]
 
 
-def test_keras_metric_counts_reset_and_sample_weights():
-    (masks, logits), *_ = _random_batches(1, seed=1)
-    metric = metrics.ConfusionMatrixMetric()
-    metric.update_state(masks, logits)
-    np.testing.assert_array_equal(
-        keras.ops.convert_to_numpy(metric.result()), metrics.confusion_matrix(masks, logits)
-    )
+def test_foreground_iou_metric_equals_the_numpy_score_over_several_batches() -> None:
+    batches = random_batches(3)
+    metric = metrics.ForegroundIoU()
+    assert metric.name == "fg_iou"
+    for masks, logits in batches:
+        metric.update_state(masks, logits)
+    # float32 counts and division in Keras, float64 in numpy: equal to rounding.
+    assert float(metric.result()) == pytest.approx(numpy_fg_iou(batches), rel=1e-5)
     metric.reset_state()
-    assert keras.ops.convert_to_numpy(metric.result()).sum() == 0
+    metric.update_state(*batches[1])
+    assert float(metric.result()) == pytest.approx(numpy_fg_iou(batches[1:2]), rel=1e-5)
 
-    # Weight 0 on some pixels: the metric equals the numpy one on the remaining pixels.
+
+def test_foreground_iou_metric_of_the_hand_example() -> None:
+    metric = metrics.ForegroundIoU()
+    metric.update_state(HAND_TRUE[None, :, :, None], one_hot_logits(HAND_PRED)[None])
+    assert float(metric.result()) == pytest.approx(3 / 4, rel=1e-5)
+
+
+def test_foreground_iou_metric_leaves_out_pixels_of_weight_zero() -> None:
+    (masks, logits), *_ = random_batches(1, seed=1)
     keep = np.random.default_rng(2).random(masks.shape[:3]) < 0.5
-    weighted = metrics.ForegroundIoU()
-    weighted.update_state(masks, logits, sample_weight=keep.astype("float32"))
+    metric = metrics.ForegroundIoU()
+    metric.update_state(masks, logits, sample_weight=keep.astype("int32"))
     kept_cm = metrics.confusion_matrix(masks[..., 0][keep], np.argmax(logits, axis=-1)[keep])
-    assert float(weighted.result()) == pytest.approx(metrics.foreground_iou(kept_cm), rel=1e-6)
+    assert float(metric.result()) == pytest.approx(metrics.segmentation_scores(kept_cm)["fg_iou"], rel=1e-5)
 
 
-def test_keras_metric_config_round_trip():
-    metric = metrics.MeanIoU(num_classes=4, name="miou4")
-    clone = metrics.MeanIoU.from_config(metric.get_config())
-    assert clone.name == "miou4"
-    assert clone.num_classes == 4
+def test_foreground_iou_metric_round_trips_through_its_config() -> None:
+    metric = metrics.ForegroundIoU(name="val_fg")
+    clone = metrics.ForegroundIoU.from_config(metric.get_config())
+    assert isinstance(clone, metrics.ForegroundIoU) and clone.name == "val_fg"
     assert keras.saving.get_registered_name(metrics.ForegroundIoU) == "unet_clustering>ForegroundIoU"
+    batches = random_batches(1, seed=3)
+    for each in (metric, clone):
+        each.update_state(*batches[0])
+    assert float(clone.result()) == pytest.approx(float(metric.result()), rel=1e-6)
 
 
 # --------------------------------------------------------------------------------------------
 # Losses
 
 
-def test_soft_dice_of_perfect_and_wrong_predictions():
-    labels = np.random.default_rng(3).integers(0, 3, (2, 5, 5, 1))
-    perfect = _hand_logits(labels[..., 0])
-    wrong = _hand_logits((labels[..., 0] + 1) % 3)
-    loss = metrics.SoftDiceLoss()
-    assert float(loss(labels, perfect)) == pytest.approx(0.0, abs=1e-4)
-    assert float(loss(labels, wrong)) > 0.9
+def test_losses_are_registered_by_name() -> None:
+    assert metrics.LOSSES == {
+        "ce": metrics.cross_entropy_loss,
+        "dice": metrics.soft_dice_loss,
+        "ce+dice": metrics.ce_dice_loss,
+    }
 
 
-def test_soft_dice_by_hand():
-    # Three pixels with labels 0, 0, 1 and zero logits, so every probability is 1/3. smooth = 1.
-    # class 0: I = 2/3, P = 1, T = 2 -> (4/3 + 1) / (3 + 1) = 7/12
-    # class 1: I = 1/3, P = 1, T = 1 -> (2/3 + 1) / (2 + 1) = 5/9
-    # class 2: I = 0,   P = 1, T = 0 -> (0 + 1) / (1 + 1)   = 1/2
-    labels = np.array([[[[0], [0], [1]]]])  # (1, 1, 3, 1)
-    logits = np.zeros((1, 1, 3, 3), dtype="float32")
-    expected = 1 - (7 / 12 + 5 / 9 + 1 / 2) / 3  # = 49/108
-    assert float(metrics.SoftDiceLoss(smooth=1.0)(labels, logits)) == pytest.approx(expected, rel=1e-5)
-
-
-def test_cross_entropy_by_hand_with_weights():
+def test_cross_entropy_by_hand() -> None:
     # Logits (ln 2, 0, 0) give probabilities (1/2, 1/4, 1/4).
     logits = np.array([[[[math.log(2), 0, 0], [math.log(2), 0, 0]]]], dtype="float32")  # (1, 1, 2, 3)
     labels = np.array([[[[0], [1]]]])  # cross-entropies -ln(1/2) = ln 2 and -ln(1/4) = 2 ln 2
-    loss = metrics.make_loss("ce")
-    assert float(loss(labels, logits)) == pytest.approx((math.log(2) + 2 * math.log(2)) / 2, rel=1e-5)
-    # Weighted mean: (1 * ln 2 + 3 * 2 ln 2) / (1 + 3).
-    weights = np.array([[[1.0, 3.0]]])
-    assert float(loss(labels, logits, sample_weight=weights)) == pytest.approx(7 * math.log(2) / 4, rel=1e-5)
+    assert loss_value(metrics.cross_entropy_loss, labels, logits) == pytest.approx(
+        1.5 * math.log(2), rel=1e-5
+    )
 
 
-@pytest.mark.parametrize("kind", metrics.LOSS_KINDS)
-def test_zero_weight_pixels_are_excluded(kind):
+def test_soft_dice_by_hand() -> None:
+    # Three pixels labelled 0, 0, 1 and zero logits, so every probability is 1/3. smooth = 1.
+    # class 0: overlap 2/3, predicted 1, true 2 -> (4/3 + 1) / (3 + 1) = 7/12
+    # class 1: overlap 1/3, predicted 1, true 1 -> (2/3 + 1) / (2 + 1) = 5/9
+    # class 2: overlap 0,   predicted 1, true 0 -> (0 + 1) / (1 + 1)   = 1/2
+    labels = np.array([[[[0], [0], [1]]]])  # (1, 1, 3, 1)
+    logits = np.zeros((1, 1, 3, 3), dtype="float32")
+    expected = 1 - (7 / 12 + 5 / 9 + 1 / 2) / 3  # 49/108
+    assert loss_value(metrics.soft_dice_loss, labels, logits) == pytest.approx(expected, rel=1e-5)
+    # Without smoothing: 1 - (2 * (2/3) / 3 + 2 * (1/3) / 2 + 0 / 1) / 3.
+    unsmoothed = metrics.soft_dice_loss(labels, logits, smooth=0.0)
+    assert float(keras.ops.convert_to_numpy(unsmoothed)) == pytest.approx(1 - (4 / 9 + 1 / 3) / 3, rel=1e-5)
+
+
+def test_dice_is_about_zero_for_a_perfect_prediction_and_large_for_a_wrong_one() -> None:
+    labels = np.random.default_rng(3).integers(0, 3, (2, 5, 5, 1))
+    perfect, wrong = one_hot_logits(labels[..., 0]), one_hot_logits((labels[..., 0] + 1) % 3)
+    assert loss_value(metrics.soft_dice_loss, labels, perfect) == pytest.approx(0.0, abs=1e-4)
+    assert loss_value(metrics.soft_dice_loss, labels, wrong) > 0.9
+    assert loss_value(metrics.cross_entropy_loss, labels, perfect) == pytest.approx(0.0, abs=1e-4)
+    assert loss_value(metrics.cross_entropy_loss, labels, wrong) > 10
+
+
+def test_ce_dice_is_the_sum_of_its_parts() -> None:
+    (masks, logits), *_ = random_batches(1, seed=5)
+    combined = loss_value(metrics.ce_dice_loss, masks, logits)
+    parts = loss_value(metrics.cross_entropy_loss, masks, logits) + loss_value(
+        metrics.soft_dice_loss, masks, logits
+    )
+    assert combined == pytest.approx(parts, rel=1e-5)
+
+
+@pytest.mark.parametrize("loss_name", sorted(metrics.LOSSES))
+def test_each_loss_is_finite_differentiable_and_lowered_by_its_gradient(loss_name: str) -> None:
+    tf = pytest.importorskip("tensorflow")
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("the gradient is taken with tf.GradientTape")
+    loss = metrics.LOSSES[loss_name]
+    keras.utils.set_random_seed(0)
+    model = unet.build_unet(image_size=16, base_filters=2, depth=1)
+    optimizer = keras.optimizers.Adam(1e-2)
     rng = np.random.default_rng(4)
-    labels = rng.integers(0, 3, (2, 4, 4, 1))
-    logits = rng.normal(size=(2, 4, 4, 3)).astype("float32")
-    keep = rng.random((2, 4, 4)) < 0.6
-    loss = metrics.make_loss(kind)
-    weighted = float(loss(labels, logits, sample_weight=keep.astype("float32")))
-    # The same loss on only the kept pixels, laid out as one image of shape (1, K).
-    kept_labels = labels[..., 0][keep][None, None, :, None]
-    kept_logits = logits[keep][None, None]
-    assert weighted == pytest.approx(float(loss(kept_labels, kept_logits)), rel=1e-5)
-    # ... and differs from the unweighted loss.
-    assert weighted != pytest.approx(float(loss(labels, logits)), rel=1e-3)
-    if kind == "ce":
-        # Scaling all weights by a constant changes nothing: the cross-entropy is a weighted mean.
-        # (Not exactly true of Dice, whose smoothing constant does not scale with the weights.)
-        assert float(loss(labels, logits, sample_weight=2 * np.ones((2, 4, 4)))) == pytest.approx(
-            float(loss(labels, logits)), rel=1e-5
-        )
+    images = rng.random((2, 16, 16, 3)).astype("float32")
+    # A mask the pixels can explain: the class follows the brightest colour channel.
+    masks = images.argmax(axis=-1)[..., None].astype("int32")
+    values = []
+    for _ in range(6):
+        with tf.GradientTape() as tape:
+            value = loss(masks, model(images, training=True))
+        gradients = tape.gradient(value, model.trainable_variables)
+        assert all(gradient is not None for gradient in gradients)
+        assert all(np.isfinite(keras.ops.convert_to_numpy(gradient)).all() for gradient in gradients)
+        assert any(np.abs(keras.ops.convert_to_numpy(gradient)).max() > 0 for gradient in gradients)
+        optimizer.apply(gradients, model.trainable_variables)
+        values.append(float(value))
+    assert all(math.isfinite(value) for value in values), values
+    assert values[-1] < values[0], values
 
 
-def test_combined_loss_is_the_weighted_sum():
-    (masks, logits), *_ = _random_batches(1, seed=5)
-    cross_entropy = float(metrics.make_loss("ce")(masks, logits))
-    dice = float(metrics.make_loss("dice")(masks, logits))
-    combined = float(metrics.make_loss("ce+dice", dice_weight=0.5)(masks, logits))
-    assert combined == pytest.approx(cross_entropy + 0.5 * dice, rel=1e-5)
-    with pytest.raises(ValueError, match="kind"):
-        metrics.make_loss("focal")
-    with pytest.raises(ValueError, match="dice_weight"):
-        metrics.CombinedLoss(dice_weight=-1)
-
-
-def test_pixel_weights_and_class_weight_map():
-    masks = np.array([[[0, 1], [2, 1]]])[..., None]  # (1, 2, 2, 1)
-    expected = np.array([[[1.0, 0.5], [3.0, 0.5]]])
-    np.testing.assert_allclose(metrics.pixel_weights(masks, [1.0, 0.5, 3.0]), expected)
-    np.testing.assert_allclose(metrics.pixel_weights(masks, {"background": 0.5, "border": 3.0}), expected)
-    mapped = keras.ops.convert_to_numpy(metrics.class_weight_map(masks, [1.0, 0.5, 3.0]))
-    assert mapped.shape == (1, 2, 2)
-    np.testing.assert_allclose(mapped, expected)
-    with pytest.raises(ValueError, match="3 weights"):
-        metrics.pixel_weights(masks, [1.0, 2.0])
-    with pytest.raises(ValueError, match="cat"):
-        metrics.pixel_weights(masks, {"cat": 2.0})
-
-
-def test_inverse_frequency_weights_by_hand():
-    # 3 pet pixels and 1 background pixel: N = 4, C = 3 -> w = 4 / (3 n_c); border absent -> 0.
-    weights = metrics.inverse_frequency_weights(np.array([[0, 0], [0, 1]]))
-    np.testing.assert_allclose(weights, [4 / 9, 4 / 3, 0.0], rtol=1e-6)
-
-
-# --------------------------------------------------------------------------------------------
-# Dataset evaluation
-
-
-def _tiny_model_and_data(count=5, size=8, seed=6):
-    keras.utils.set_random_seed(seed)
-    model = unet.build_unet(image_size=size, base_filters=2, depth=1)
-    rng = np.random.default_rng(seed)
-    images = rng.random((count, size, size, 3)).astype("float32")
-    masks = rng.integers(0, 3, (count, size, size, 1)).astype("int32")
-    return model, images, masks
-
-
-def test_evaluate_matches_a_direct_confusion_matrix():
-    model, images, masks = _tiny_model_and_data()
-    direct_cm = metrics.confusion_matrix(masks, keras.ops.convert_to_numpy(model(images, training=False)))
-    # batch_size 2 leaves a last batch of 1: counts must still cover all 5 images.
-    result = metrics.evaluate(model, (images, masks), batch_size=2)
-    np.testing.assert_array_equal(result["confusion_matrix"], direct_cm)
-    assert result["num_images"] == 5
-    assert result["fg_iou"] == pytest.approx(metrics.foreground_iou(direct_cm))
-    assert result["mean_iou"] == pytest.approx(metrics.mean_iou(direct_cm))
-    # The same data as an iterable of batches (the shape of a tf.data.Dataset).
-    batches = [(images[:3], masks[:3]), (images[3:], masks[3:])]
-    assert metrics.evaluate(model, batches)["confusion_matrix"] == result["confusion_matrix"]
-    np.testing.assert_array_equal(
-        metrics.predict_masks(model, images, batch_size=3),
-        np.argmax(model.predict(images, verbose=0), axis=-1),
+def test_a_model_compiled_with_the_loss_and_metric_reports_both() -> None:
+    keras.utils.set_random_seed(1)
+    model = unet.build_unet(image_size=16, base_filters=2, depth=1)
+    model.compile(
+        optimizer="adam", loss=metrics.ce_dice_loss, metrics=[metrics.ForegroundIoU()], jit_compile=False
     )
-    with pytest.raises(ValueError, match="no batches"):
-        metrics.evaluate(model, [])
-
-
-class _PositionBiasedModel:
-    """A stand-in model whose logits favour class 0 on the left: its prediction is not mirror-symmetric."""
-
-    def __init__(self, width):
-        self.bias = np.zeros((1, 1, width, 3), dtype="float32")
-        self.bias[..., 0] = np.linspace(2.0, -2.0, width)
-
-    def __call__(self, images, training=False):
-        assert training is False, "evaluation must run the model in inference mode"
-        return images + self.bias
-
-
-def test_flip_test_time_augmentation_averages_mirrored_predictions():
-    rng = np.random.default_rng(7)
-    images = rng.random((3, 4, 5, 3)).astype("float32")
-    model = _PositionBiasedModel(width=5)
-
-    def softmax(logits):
-        exponentials = np.exp(logits - logits.max(axis=-1, keepdims=True))
-        return exponentials / exponentials.sum(axis=-1, keepdims=True)
-
-    plain = softmax(images + model.bias)
-    mirrored_back = softmax(images[:, :, ::-1] + model.bias)[:, :, ::-1]
-    np.testing.assert_allclose(metrics.predict_probabilities(model, images, batch_size=2), plain, rtol=1e-5)
-    np.testing.assert_allclose(
-        metrics.predict_probabilities(model, images, batch_size=2, tta_flip=True),
-        (plain + mirrored_back) / 2,
-        rtol=1e-5,
-    )
-    predicted = metrics.predict_masks(model, images, tta_flip=True)
-    assert predicted.dtype == np.int32
-    np.testing.assert_array_equal(predicted, np.argmax(plain + mirrored_back, axis=-1))
-
-
-def test_per_image_scores_and_worst_images():
-    true = np.stack([HAND_TRUE, HAND_TRUE, HAND_TRUE])
-    predicted = np.stack([HAND_TRUE, HAND_PRED, np.full_like(HAND_TRUE, BACKGROUND)])
-    scores = metrics.image_scores(true, predicted)
-    assert [score["index"] for score in scores] == [0, 1, 2]
-    assert scores[0]["fg_iou"] == 1.0  # perfect
-    assert scores[1]["fg_iou"] == pytest.approx(3 / 4)  # the hand example
-    assert scores[2]["fg_iou"] == 0.0  # no foreground predicted
-    worst = metrics.worst_images(scores, count=2)
-    assert [score["index"] for score in worst] == [2, 1]
-    with_nan = [*scores, {"index": 3, "fg_iou": float("nan")}]
-    assert metrics.worst_images(with_nan, count=4)[-1]["index"] == 3
-
-    model, images, masks = _tiny_model_and_data(count=3)
-    model_scores = metrics.per_image_scores(model, images, masks)
-    direct = metrics.image_scores(masks, metrics.predict_masks(model, images))
-    assert model_scores == direct
-
-
-# --------------------------------------------------------------------------------------------
-# Training and saving
-
-
-def test_compiled_model_trains_with_pixel_weights_saves_and_loads(tmp_path):
-    model, images, masks = _tiny_model_and_data(count=4)
-    model.compile(optimizer="adam", loss=metrics.make_loss("ce+dice"), metrics=metrics.training_metrics())
-    weights = metrics.pixel_weights(masks, [1.0, 0.5, 2.0])
-    history = model.fit(images, masks, sample_weight=weights, batch_size=2, epochs=1, verbose=0)
-    assert np.isfinite(history.history["loss"][0])
-    assert {"fg_iou", "fg_dice", "mean_iou", "pet_dice", "pixel_accuracy"} <= set(history.history)
-
-    path = tmp_path / "unet.keras"
-    model.save(path)
-    loaded = keras.saving.load_model(path)
-    np.testing.assert_allclose(
-        keras.ops.convert_to_numpy(loaded(images, training=False)),
-        keras.ops.convert_to_numpy(model(images, training=False)),
-        rtol=1e-6,
-        atol=1e-6,
-    )
-    assert isinstance(loaded.loss, metrics.CombinedLoss)
-    assert loaded.loss.get_config() == model.loss.get_config()
-    # The reloaded metrics log the numpy metrics of the same predictions.
-    logged = loaded.evaluate(images, masks, batch_size=2, verbose=0, return_dict=True)
-    expected = metrics.evaluate(model, (images, masks))
-    for name in ("fg_iou", "fg_dice", "mean_iou", "pet_dice", "pixel_accuracy"):
-        assert logged[name] == pytest.approx(expected[name], rel=1e-6), name
+    images = np.random.default_rng(5).random((2, 16, 16, 3)).astype("float32")
+    masks = np.random.default_rng(6).integers(0, 3, (2, 16, 16, 1)).astype("int32")
+    results = model.evaluate(images, masks, verbose=0, return_dict=True)
+    assert set(results) >= {"loss", "fg_iou"}
+    logits = keras.ops.convert_to_numpy(model(images, training=False))
+    expected = metrics.segmentation_scores(metrics.confusion_matrix(masks, logits.argmax(axis=-1)))["fg_iou"]
+    assert results["fg_iou"] == pytest.approx(expected, rel=1e-5)
+    # Two forward passes of different graphs (evaluate's and the direct call): equal up to float32 rounding.
+    assert results["loss"] == pytest.approx(loss_value(metrics.ce_dice_loss, masks, logits), rel=1e-4)

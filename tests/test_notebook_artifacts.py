@@ -1,4 +1,4 @@
-"""Notebooks run out of order stop at once and name the notebook that makes what they need."""
+"""Notebooks run out of order, or after the model changed, stop at once and name the notebook to run."""
 
 from __future__ import annotations
 
@@ -30,11 +30,14 @@ def run_until_error(notebook: str, artifacts: Path, monkeypatch: pytest.MonkeyPa
     return str(caught.value)
 
 
-def save_smoke_model(artifacts: Path) -> None:
+def save_smoke_model(artifacts: Path, base_filters: int | None = None) -> Path:
     profile = config.get_profile("smoke")
-    model = unet.build_unet(profile.image_size, base_filters=profile.base_filters, depth=profile.depth)
+    model = unet.build_unet(
+        profile.image_size, base_filters=base_filters or profile.base_filters, depth=profile.depth
+    )
     artifacts.mkdir(parents=True, exist_ok=True)
-    model.save(artifacts / "unet.keras")
+    model.save(artifacts / config.ARTIFACTS["model"][0])
+    return artifacts / config.ARTIFACTS["model"][0]
 
 
 @pytest.mark.parametrize(
@@ -58,3 +61,14 @@ def test_with_a_model_but_nothing_else_the_notebook_names_the_next_maker(
     save_smoke_model(tmp_path)
     message = run_until_error(notebook, tmp_path, monkeypatch)
     assert "MissingArtifactError" in message and maker in message
+
+
+def test_06_refuses_clustering_results_made_with_another_model(tmp_path: Path, monkeypatch) -> None:
+    earlier = save_smoke_model(tmp_path, base_filters=4)
+    config.write_json(
+        tmp_path / config.ARTIFACTS["clustering"][0],
+        {"chosen_k": 5, "model_sha256": config.file_sha256(earlier)},
+    )
+    save_smoke_model(tmp_path)  # trained again since notebook 05 ran
+    message = run_until_error("06_visualization.ipynb", tmp_path, monkeypatch)
+    assert "StaleArtifactError" in message and "05_clustering.ipynb" in message

@@ -6,11 +6,14 @@ model, so no training is needed; its predictions are arbitrary but have the real
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import io
-import json
 import os
+import shutil
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import cv2
@@ -22,6 +25,7 @@ from PIL import Image
 from unet_clustering import config, predict, training, unet, visualization
 
 MODEL_SIZE = 32
+ERROR = "unet-clustering-predict: error:"
 
 
 @pytest.fixture(scope="module")
@@ -44,6 +48,12 @@ def empty_artifacts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     folder.mkdir()
     monkeypatch.setenv(config.ARTIFACTS_ENV, str(folder))
     return folder
+
+
+@pytest.fixture
+def saved_model(model_path: Path, empty_artifacts: Path) -> Path:
+    """The tiny model, saved where notebook 03 saves the trained one."""
+    return Path(shutil.copy(model_path, empty_artifacts / "unet.keras"))
 
 
 def painted_photo(height: int, width: int, seed: int = 0) -> np.ndarray:
@@ -72,14 +82,23 @@ def nearest_rows_columns(height: int, width: int, size: int) -> tuple[np.ndarray
     return (np.arange(height) * size) // height, (np.arange(width) * size) // width
 
 
+def read_rgb(path: Path) -> np.ndarray:
+    with Image.open(path) as picture:
+        return np.asarray(picture.convert("RGB"))
+
+
+def error_lines(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if line.startswith(ERROR)]
+
+
 # --------------------------------------------------------------------------------------------
 # segment_image
 # --------------------------------------------------------------------------------------------
 
 
-def test_segment_image_returns_maps_at_the_photo_size(tmp_path: Path, model_path: Path) -> None:
+def test_segment_image_returns_maps_at_the_photo_size(tmp_path: Path, saved_model: Path) -> None:
     path = write_photo(tmp_path / "odd.jpg", painted_photo(45, 70), "JPEG")
-    result = predict.segment_image(path, model_path=model_path, num_clusters=4)
+    result = predict.segment_image(path, num_clusters=4)  # model=None loads the saved model
 
     assert result.size == (45, 70)
     assert result.mask.shape == (45, 70) and result.mask.dtype == np.uint8
@@ -88,9 +107,10 @@ def test_segment_image_returns_maps_at_the_photo_size(tmp_path: Path, model_path
     assert set(np.unique(result.mask)) <= {0, 1, 2}
     # Enlarging 32 x 32 to 45 x 70 keeps every model pixel, so all four clusters are visible.
     assert set(np.unique(result.clusters)) == {0, 1, 2, 3}
-    assert result.image_size == MODEL_SIZE and result.num_clusters == 4
+    assert result.num_clusters == 4
 
     assert result.probabilities.shape == (MODEL_SIZE, MODEL_SIZE, config.NUM_CLASSES)
+    assert result.probabilities.dtype == np.float32
     np.testing.assert_allclose(result.probabilities.sum(axis=-1), 1.0, atol=1e-5)
     # The mask is the model-size argmax, each photo pixel copying its nearest model pixel.
     rows, columns = nearest_rows_columns(45, 70, MODEL_SIZE)
@@ -98,9 +118,16 @@ def test_segment_image_returns_maps_at_the_photo_size(tmp_path: Path, model_path
     np.testing.assert_array_equal(result.mask, small_mask[rows][:, columns])
 
 
+def test_probabilities_are_those_of_the_exported_prediction(model) -> None:
+    photo = painted_photo(MODEL_SIZE, MODEL_SIZE)  # already at model size: no resizing
+    result = predict.segment_image(photo, model=model, num_clusters=2, flip=True)
+    expected = predict.predict_probabilities(model, (photo / 255.0)[None], flip=True)[0]
+    np.testing.assert_allclose(result.probabilities, expected, atol=1e-5)
+
+
 def test_clusters_are_numbered_by_size_and_repeatable(model) -> None:
     photo = painted_photo(64, 96, seed=3)
-    result = predict.segment_image(photo, model=model, num_clusters=3, tta_flip=False)
+    result = predict.segment_image(photo, model=model, num_clusters=3, flip=False)
     # Recover the model-size map from the first photo pixel copying each model pixel.
     rows, columns = nearest_rows_columns(64, 96, MODEL_SIZE)
     first_row = np.searchsorted(rows, np.arange(MODEL_SIZE))
@@ -109,33 +136,69 @@ def test_clusters_are_numbered_by_size_and_repeatable(model) -> None:
     counts = np.bincount(small_clusters.ravel(), minlength=3)
     assert list(counts) == sorted(counts, reverse=True)
 
-    again = predict.segment_image(photo, model=model, num_clusters=3, tta_flip=False)
+    again = predict.segment_image(photo, model=model, num_clusters=3, flip=False)
     np.testing.assert_array_equal(again.clusters, result.clusters)
 
 
-def test_float_array_and_tta_flip(model) -> None:
+def test_float_array_and_flip(model) -> None:
     photo = painted_photo(40, 40)
-    from_uint8 = predict.segment_image(photo, model=model, num_clusters=2, tta_flip=True)
-    from_float = predict.segment_image(photo / 255.0, model=model, num_clusters=2, tta_flip=True)
+    from_uint8 = predict.segment_image(photo, model=model, num_clusters=2, flip=True)
+    from_float = predict.segment_image(photo / 255.0, model=model, num_clusters=2, flip=True)
     np.testing.assert_array_equal(from_float.mask, from_uint8.mask)
-    plain = predict.segment_image(photo, model=model, num_clusters=2, tta_flip=False)
+    plain = predict.segment_image(photo, model=model, num_clusters=2, flip=False)
     # The flip average of an untrained model differs from the plain prediction.
     assert not np.allclose(plain.probabilities, from_uint8.probabilities)
 
 
-def test_default_number_of_clusters_comes_from_clustering_metrics(model, empty_artifacts: Path) -> None:
+def write_clustering_record(artifacts: Path, chosen_k: object, model_file: Path) -> Path:
+    record = {"chosen_k": chosen_k, "model_sha256": hashlib.sha256(model_file.read_bytes()).hexdigest()}
+    return config.write_json(artifacts / "clustering_metrics.json", record)
+
+
+def test_the_number_of_clusters_comes_from_the_clustering_artifact(
+    model, saved_model: Path, empty_artifacts: Path
+) -> None:
     photo = painted_photo(40, 50)
-    assert predict.segment_image(photo, model=model).num_clusters == predict.DEFAULT_NUM_CLUSTERS
-    config.write_json(empty_artifacts / predict.CLUSTERING_METRICS_FILE, {"chosen_k": 5})
+    k, reason = predict.chosen_num_clusters(saved_model)
+    assert k == predict.DEFAULT_NUM_CLUSTERS == 3 and "does not exist" in reason
+    assert predict.segment_image(photo, model=model).num_clusters == 3
+
+    write_clustering_record(empty_artifacts, 5, saved_model)
+    k, reason = predict.chosen_num_clusters(saved_model)
+    assert k == 5 and "made with this model" in reason
     result = predict.segment_image(photo, model=model)
     assert result.num_clusters == 5
     assert set(np.unique(result.clusters)) == set(range(5))
-    (empty_artifacts / predict.CLUSTERING_METRICS_FILE).write_text(json.dumps({"chosen_k": "many"}))
-    with pytest.warns(RuntimeWarning, match="chosen_k"):
-        assert predict.default_num_clusters() == predict.DEFAULT_NUM_CLUSTERS
+    k, reason = predict.chosen_num_clusters(empty_artifacts / "absent.keras")
+    assert k == 3 and "absent.keras does not exist" in reason
+
+    write_clustering_record(empty_artifacts, "many", saved_model)
+    k, reason = predict.chosen_num_clusters(saved_model)
+    assert k == 3 and "cannot be used" in reason and "chosen_k" in reason
+    (empty_artifacts / "clustering_metrics.json").write_text("{ not json")
+    k, reason = predict.chosen_num_clusters(saved_model)
+    assert k == 3 and "cannot be used" in reason
 
 
-@pytest.mark.parametrize("bad_k", [0, -2, 2.5, True])
+def test_the_k_of_another_model_is_not_used(
+    tmp_path: Path, saved_model: Path, empty_artifacts: Path, capsys: pytest.CaptureFixture
+) -> None:
+    other_model = tmp_path / "other.keras"
+    other_model.write_bytes(b"the weights of a model trained before this one")
+    write_clustering_record(empty_artifacts, 5, other_model)
+
+    photo = write_photo(tmp_path / "cat.png", painted_photo(40, 50), "PNG")
+    assert predict.main([str(photo), "--out", str(tmp_path / "out")]) == 0
+    clusters = read_rgb(tmp_path / "out" / "cat_clusters.png")
+    assert len(np.unique(clusters.reshape(-1, 3), axis=0)) == 3
+    first_line = capsys.readouterr().out.splitlines()[0]
+    assert "k=3" in first_line and "another model" in first_line
+
+    k, reason = predict.chosen_num_clusters(saved_model)
+    assert k == 3 and "another model" in reason
+
+
+@pytest.mark.parametrize("bad_k", [0, -2, 2.5, True, MODEL_SIZE * MODEL_SIZE + 1])
 def test_invalid_number_of_clusters(model, bad_k) -> None:
     with pytest.raises(ValueError, match="num_clusters"):
         predict.segment_image(painted_photo(40, 40), model=model, num_clusters=bad_k)
@@ -145,17 +208,14 @@ def test_missing_model_names_the_training_notebook(tmp_path: Path) -> None:
     path = write_photo(tmp_path / "cat.png", painted_photo(40, 40), "PNG")
     with pytest.raises(config.MissingArtifactError, match="03_training.ipynb"):
         predict.segment_image(path)
-    with pytest.raises(config.MissingArtifactError, match="03_training.ipynb"):
-        predict.segment_image(path, model_path=tmp_path / "nowhere.keras")
 
 
-def test_an_8000_by_6000_photo_comes_back_at_full_size(tmp_path: Path, model) -> None:
-    # A 48-megapixel camera photo: it must fit in memory (measured by hand: about 1.5 GB peak).
-    height, width = 6000, 8000
+def test_a_large_photo_comes_back_at_full_size(tmp_path: Path, model) -> None:
+    # 12 megapixels: many bands of BAND_PIXELS, and outlines 4 pixels thick.
+    height, width = 3000, 4000
     path = write_photo(tmp_path / "large.jpg", painted_photo(height, width), "JPEG", quality=90)
-    result = predict.segment_image(path, model=model, num_clusters=3, tta_flip=False)
-    assert result.mask.shape == (height, width)
-    assert result.clusters.shape == (height, width)
+    result = predict.segment_image(path, model=model, num_clusters=3, flip=False)
+    assert result.mask.shape == result.clusters.shape == (height, width)
     assert result.overlay.shape == (height, width, 3)
     rows, columns = nearest_rows_columns(height, width, MODEL_SIZE)
     np.testing.assert_array_equal(result.mask, np.argmax(result.probabilities, axis=-1)[rows][:, columns])
@@ -216,7 +276,35 @@ def test_grayscale_rgba_and_16_bit_png(tmp_path: Path) -> None:
     # 16-bit values v * 257 are exactly the 8-bit values v.
     wide = grey.astype(np.uint16) * 257
     loaded = predict.load_photo(write_photo(tmp_path / "sixteen.png", wide, "PNG"))
-    np.testing.assert_array_equal(loaded[..., 0], grey)
+    np.testing.assert_array_equal(loaded, np.repeat(grey[..., None], 3, axis=-1))
+
+
+@pytest.mark.parametrize(
+    ("values", "scale"),
+    [(np.float32(1.0), 255.0), (np.int32(1), 1.0), (np.int32(257), 1 / 257)],
+    ids=["float in [0, 1]", "32-bit ints within 8 bits", "32-bit ints within 16 bits"],
+)
+def test_wide_grey_pictures_are_scaled_by_the_range_they_use(tmp_path: Path, values, scale) -> None:
+    grey = painted_photo(30, 40)[..., 1]
+    stored = (
+        (grey / 255.0).astype(np.float32) if values.dtype == np.float32 else grey.astype(np.int32) * values
+    )
+    path = tmp_path / "wide.tif"
+    Image.fromarray(stored).save(path, format="TIFF")
+    loaded = predict.load_photo(path)
+    expected = np.round(stored.astype(np.float64) * scale)
+    np.testing.assert_allclose(loaded[..., 0], expected, atol=1)
+    np.testing.assert_array_equal(loaded[..., 0], loaded[..., 2])
+
+
+def test_a_palette_with_a_transparent_colour(tmp_path: Path) -> None:
+    picture = Image.fromarray(painted_photo(30, 40)).convert("P")
+    path = tmp_path / "palette.png"
+    picture.save(path, format="PNG", transparency=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # Pillow warns when such a palette is converted straight to RGB
+        loaded = predict.load_photo(path)
+    np.testing.assert_array_equal(loaded, np.asarray(picture.convert("RGBA"))[..., :3])
 
 
 @pytest.mark.parametrize(("image_format", "mode"), [("JPEG", None), ("JPEG", "L"), ("JPEG", "CMYK")])
@@ -229,7 +317,7 @@ def test_jpeg_colour_modes_stay_close_and_segment(tmp_path: Path, model, image_f
         grey = np.asarray(Image.fromarray(photo).convert("L"))
         photo = np.repeat(grey[..., None], 3, axis=-1)
     assert np.abs(loaded.astype(int) - photo).mean() < 6  # JPEG is lossy
-    result = predict.segment_image(path, model=model, num_clusters=2, tta_flip=False)
+    result = predict.segment_image(path, model=model, num_clusters=2, flip=False)
     assert result.mask.shape == (45, 70)
 
 
@@ -240,7 +328,7 @@ def test_gif_gives_its_first_frame(tmp_path: Path, model) -> None:
     first.save(path, format="GIF", save_all=True, append_images=[second])
     # A palette picture is stored without loss, so the first frame comes back exactly.
     np.testing.assert_array_equal(predict.load_photo(path), np.asarray(first.convert("RGB")))
-    result = predict.segment_image(path, model=model, num_clusters=2, tta_flip=False)
+    result = predict.segment_image(path, model=model, num_clusters=2, flip=False)
     assert result.overlay.shape == (45, 70, 3)
 
 
@@ -273,6 +361,8 @@ def broken_file(kind: str, folder: Path) -> Path:
     elif kind == "heic":
         path = folder / "IMG_0001.HEIC"
         path.write_bytes(b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + bytes(64))
+    elif kind == "folder":
+        path.mkdir()
     return path
 
 
@@ -284,20 +374,22 @@ def broken_file(kind: str, folder: Path) -> Path:
         ("truncated", "truncated"),
         ("missing", "does not exist"),
         ("heic", "HEIC"),
+        ("folder", "is a folder"),
     ],
 )
 def test_broken_files_raise_photo_error_naming_the_file(tmp_path: Path, kind, explanation) -> None:
     path = broken_file(kind, tmp_path)
     with pytest.raises(predict.PhotoError, match=explanation) as caught:
         predict.load_photo(path)
-    assert path.name in str(caught.value)
+    assert path.name in str(caught.value) and "\n" not in str(caught.value)
     assert isinstance(caught.value, ValueError)
 
 
 def test_photos_above_the_pixel_limit_are_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = write_photo(tmp_path / "huge.png", painted_photo(45, 70), "PNG")
     limit_before = Image.MAX_IMAGE_PIXELS
-    # 45 x 70 = 3150 pixels: above a limit of 3000 (our own check) and of 1000 (Pillow's refusal).
+    # 45 x 70 = 3150 pixels: above a limit of 3000, and more than twice a limit of 1000 (where
+    # Pillow's own guard would refuse the file before its size can be read).
     for limit in (3000, 1000):
         monkeypatch.setattr(predict, "MAX_PHOTO_PIXELS", limit)
         with pytest.raises(predict.PhotoError, match="megapixel limit") as caught:
@@ -306,6 +398,7 @@ def test_photos_above_the_pixel_limit_are_refused(tmp_path: Path, monkeypatch: p
     assert Image.MAX_IMAGE_PIXELS == limit_before
     monkeypatch.setattr(predict, "MAX_PHOTO_PIXELS", 3150)
     assert predict.load_photo(path).shape == (45, 70, 3)
+    assert Image.MAX_IMAGE_PIXELS == limit_before
 
 
 # --------------------------------------------------------------------------------------------
@@ -313,17 +406,17 @@ def test_photos_above_the_pixel_limit_are_refused(tmp_path: Path, monkeypatch: p
 # --------------------------------------------------------------------------------------------
 
 
-def read_rgb(path: Path) -> np.ndarray:
-    with Image.open(path) as picture:
-        return np.asarray(picture.convert("RGB"))
-
-
-def test_save_outputs_writes_the_four_pictures(tmp_path: Path) -> None:
+def block_result() -> predict.SegmentationResult:
     blocks = np.array([[0, 1, 2], [2, 1, 0]], dtype=np.uint8)
     mask = cv2.resize(blocks, (70, 45), interpolation=cv2.INTER_NEAREST)
     clusters = cv2.resize(blocks.astype(np.int32) + 3, (70, 45), interpolation=cv2.INTER_NEAREST)
-    overlay = painted_photo(45, 70)
-    result = predict.SegmentationResult(mask, clusters, overlay, None, image_size=32, num_clusters=6)
+    probabilities = np.full((MODEL_SIZE, MODEL_SIZE, 3), 1 / 3, dtype=np.float32)
+    return predict.SegmentationResult(mask, clusters, painted_photo(45, 70), probabilities, num_clusters=6)
+
+
+def test_save_outputs_writes_the_four_pictures(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(predict, "BAND_PIXELS", 7 * 70)  # the colour pictures are painted in bands
+    result = block_result()
     written = predict.save_outputs(result, tmp_path / "out", "cat")
     assert {name: path.name for name, path in written.items()} == {
         "mask": "cat_mask.png",
@@ -334,24 +427,49 @@ def test_save_outputs_writes_the_four_pictures(tmp_path: Path) -> None:
     painted = read_rgb(written["mask"])
     assert painted.shape == (45, 70, 3)
     # Rows 0 and 23, columns 0, 24 and 48 lie in the six blocks: one colour per block.
+    blocks = result.mask[::23, ::24]
     np.testing.assert_array_equal(painted[::23, ::24], visualization.CLASS_COLORS[blocks])
-    np.testing.assert_array_equal(painted, visualization.colorize_mask(mask))
-    np.testing.assert_array_equal(read_rgb(written["clusters"]), visualization.CLUSTER_COLORS[clusters])
+    np.testing.assert_array_equal(painted, visualization.colorize_mask(result.mask))
+    clusters = read_rgb(written["clusters"])
+    np.testing.assert_array_equal(clusters, visualization.CLUSTER_COLORS[result.clusters])
     with Image.open(written["mask_labels"]) as labels:
         assert labels.mode == "L"
-        np.testing.assert_array_equal(np.asarray(labels), mask)
+        np.testing.assert_array_equal(np.asarray(labels), result.mask)
     decoded = read_rgb(written["overlay"])
     # JPEG is lossy, but a smooth picture comes back close, and far from its red-blue swap.
-    assert np.abs(decoded.astype(int) - overlay).mean() < 6
-    assert np.abs(decoded.astype(int) - overlay[..., ::-1]).mean() > 40
+    assert np.abs(decoded.astype(int) - result.overlay).mean() < 6
+    assert np.abs(decoded.astype(int) - result.overlay[..., ::-1]).mean() > 40
     assert not list((tmp_path / "out").glob(".*.tmp"))  # atomic writes leave no temporary files
 
 
-@pytest.mark.parametrize("bad_stem", ["", "a/b", ".."])
-def test_save_outputs_refuses_stems_with_folders(tmp_path: Path, model, bad_stem) -> None:
-    result = predict.segment_image(painted_photo(40, 40), model=model, num_clusters=2, tta_flip=False)
+def test_save_outputs_never_replaces_earlier_outputs_unless_asked(tmp_path: Path) -> None:
+    result, out = block_result(), tmp_path / "out"
+    first = predict.save_outputs(result, out, "cat")
+    first_bytes = {name: path.read_bytes() for name, path in first.items()}
+    second = predict.save_outputs(result, out, "cat")
+    assert [path.name for path in second.values()] == [
+        "cat_2_mask.png",
+        "cat_2_clusters.png",
+        "cat_2_overlay.jpg",
+        "cat_2_mask_labels.png",
+    ]
+    # Any one earlier file is enough to move all four to the next free number.
+    (out / "dog_overlay.jpg").write_bytes(b"someone else's picture")
+    assert predict.save_outputs(result, out, "dog")["mask"].name == "dog_2_mask.png"
+    assert (out / "dog_overlay.jpg").read_bytes() == b"someone else's picture"
+    assert predict.save_outputs(result, out, "cat")["overlay"].name == "cat_3_overlay.jpg"
+    assert {name: path.read_bytes() for name, path in first.items()} == first_bytes
+
+    other = dataclasses.replace(result, mask=2 - result.mask)
+    replaced = predict.save_outputs(other, out, "cat", overwrite=True)
+    assert replaced == first
+    assert replaced["mask_labels"].read_bytes() != first_bytes["mask_labels"]
+
+
+@pytest.mark.parametrize("bad_stem", ["", "a/b", "..", "a\\b"])
+def test_save_outputs_refuses_stems_with_folders(tmp_path: Path, bad_stem) -> None:
     with pytest.raises(ValueError, match="stem"):
-        predict.save_outputs(result, tmp_path, bad_stem)
+        predict.save_outputs(block_result(), tmp_path, bad_stem)
 
 
 # --------------------------------------------------------------------------------------------
@@ -371,8 +489,11 @@ def test_main_numbers_repeated_names_and_reports_bad_photos(
     code = predict.main([str(first), str(broken), str(second), "--out", str(out), "--model", str(model_path)])
     assert code == 2
     captured = capsys.readouterr()
-    assert len(captured.out.splitlines()) == 2
-    assert broken.name in captured.err and "Traceback" not in captured.err
+    k_line, *photo_lines = captured.out.splitlines()
+    assert "k=3" in k_line and len(photo_lines) == 2
+    assert "cat_2_overlay.jpg" in photo_lines[1]
+    [line] = error_lines(captured.err)
+    assert broken.name in line and "Traceback" not in captured.err
     assert (out / "cat_overlay.jpg").is_file() and (out / "cat_2_overlay.jpg").is_file()
     with Image.open(out / "cat_2_mask.png") as picture:
         assert picture.size == (40, 50)
@@ -382,20 +503,109 @@ def test_main_returns_zero_when_every_photo_works(
     tmp_path: Path, model_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
     photo = write_photo(tmp_path / "cat.jpg", painted_photo(40, 50), "JPEG")
-    assert predict.main([str(photo), "--out", str(tmp_path / "out"), "--model", str(model_path)]) == 0
-    assert capsys.readouterr().err == ""
+    arguments = [str(photo), "--out", str(tmp_path / "out"), "--model", str(model_path), "--clusters", "2"]
+    assert predict.main(arguments) == 0
+    captured = capsys.readouterr()
+    assert captured.err == ""
+    assert "k=2" in captured.out and "--clusters" in captured.out
     with Image.open(tmp_path / "out" / "cat_mask_labels.png") as picture:
         assert picture.size == (50, 40)
 
 
-def test_main_rejects_a_bad_cluster_count(tmp_path: Path) -> None:
+@pytest.mark.parametrize("bad_k", ["0", "two", "-1"])
+def test_main_rejects_a_bad_cluster_count(tmp_path: Path, bad_k) -> None:
     with pytest.raises(SystemExit) as caught:
-        predict.main(["photo.jpg", "--out", str(tmp_path), "--clusters", "0"])
+        predict.main(["photo.jpg", "--out", str(tmp_path), "--clusters", bad_k])
     assert caught.value.code == 2
 
 
+def test_a_second_run_keeps_the_outputs_of_the_first(
+    tmp_path: Path, model_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    out = tmp_path / "out"
+    first = write_photo(tmp_path / "dup.jpg", painted_photo(40, 50), "JPEG")
+    second = write_photo(tmp_path / "dup.png", painted_photo(50, 40), "PNG")
+    assert predict.main([str(first), "--out", str(out), "--model", str(model_path)]) == 0
+    capsys.readouterr()
+    assert predict.main([str(second), "--out", str(out), "--model", str(model_path)]) == 0
+    photo_line = capsys.readouterr().out.splitlines()[-1]
+    # The second photo's pictures are numbered, the line names them and says why.
+    assert "dup_2_overlay.jpg" in photo_line and "kept" in photo_line
+    with Image.open(out / "dup_mask.png") as picture:
+        assert picture.size == (50, 40)
+    with Image.open(out / "dup_2_mask.png") as picture:
+        assert picture.size == (40, 50)
+    assert len(list(out.iterdir())) == 8
+
+
+@pytest.mark.parametrize(
+    "where",
+    [
+        "a file",
+        "under a file",
+        pytest.param(
+            "a read-only folder",
+            marks=pytest.mark.skipif(
+                os.name != "posix" or os.geteuid() == 0, reason="root may write anywhere"
+            ),
+        ),
+    ],
+)
+def test_a_bad_out_folder_is_reported_before_the_model_loads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, where: str
+) -> None:
+    photo = write_photo(tmp_path / "cat.png", painted_photo(40, 40), "PNG")
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a folder")
+    read_only = tmp_path / "read_only"
+    read_only.mkdir(mode=0o500)
+    out = {"a file": notes, "under a file": notes / "out", "a read-only folder": read_only / "out"}[where]
+
+    def no_model_yet(*args, **kwargs):
+        pytest.fail("the model was loaded before --out was checked")
+
+    monkeypatch.setattr(training, "load_trained_model", no_model_yet)
+    code = predict.main([str(photo), "--out", str(out), "--model", str(tmp_path / "missing.keras")])
+    assert code == 2
+    captured = capsys.readouterr()
+    [line] = captured.err.splitlines()
+    assert line.startswith(ERROR) and "--out" in line and str(out) in line
+    assert "03_training" not in line and captured.out == ""
+    assert notes.read_text() == "not a folder"
+
+
+def unreadable_model_error(folder: Path, model_path: Path, damage: str, capsys: pytest.CaptureFixture) -> str:
+    """The CLI's stderr for a model file that is truncated, or not a model at all."""
+    broken = folder / "unet.keras"
+    if damage == "truncated":
+        payload = model_path.read_bytes()
+        broken.write_bytes(payload[: len(payload) // 2])
+    else:
+        broken.write_text("a shopping list saved with the wrong name\n")
+    photo = write_photo(folder / "cat.png", painted_photo(40, 40), "PNG")
+    assert predict.main([str(photo), "--out", str(folder / "out"), "--model", str(broken)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and "Traceback" not in captured.err
+    return captured.err
+
+
+@pytest.mark.parametrize("damage", ["truncated", "not a model"])
+def test_an_unreadable_model_file_says_so(
+    tmp_path: Path, model_path: Path, capsys: pytest.CaptureFixture, damage: str
+) -> None:
+    [line] = unreadable_model_error(tmp_path, model_path, damage, capsys).splitlines()
+    assert line.startswith(ERROR) and "not a readable Keras model" in line and "03_training.ipynb" in line
+
+
+@pytest.mark.parametrize("damage", ["truncated", "not a model"])
+def test_an_unreadable_model_file_is_not_called_missing(
+    tmp_path: Path, model_path: Path, capsys: pytest.CaptureFixture, damage: str
+) -> None:
+    assert "File not found" not in unreadable_model_error(tmp_path, model_path, damage, capsys)
+
+
 def run_cli(arguments: list[str], artifacts: Path, cwd: Path) -> subprocess.CompletedProcess:
-    environment = {**os.environ, config.ARTIFACTS_ENV: str(artifacts)}
+    environment = {**os.environ, config.ARTIFACTS_ENV: str(artifacts), "TF_CPP_MIN_LOG_LEVEL": "2"}
     return subprocess.run(
         [sys.executable, "-m", "unet_clustering.predict", *arguments],
         capture_output=True,
@@ -406,10 +616,6 @@ def run_cli(arguments: list[str], artifacts: Path, cwd: Path) -> subprocess.Comp
     )
 
 
-def error_lines(stderr: str) -> list[str]:
-    return [line for line in stderr.splitlines() if line.startswith("unet-clustering-predict: error:")]
-
-
 def test_cli_writes_pictures_and_reports_a_non_image(
     tmp_path: Path, model_path: Path, empty_artifacts: Path
 ) -> None:
@@ -417,11 +623,12 @@ def test_cli_writes_pictures_and_reports_a_non_image(
     text = broken_file("text", tmp_path)
     out = tmp_path / "out"
     arguments = [str(good), str(text), "--out", str(out), "--model", str(model_path), "--clusters", "3"]
-    finished = run_cli(arguments, empty_artifacts, tmp_path)
+    finished = run_cli([*arguments, "--no-flip"], empty_artifacts, tmp_path)
 
     names = ["dog_mask.png", "dog_clusters.png", "dog_overlay.jpg", "dog_mask_labels.png"]
     assert sorted(path.name for path in out.iterdir()) == sorted(names)
-    assert finished.stdout.count("\n") == 1 and all(name in finished.stdout for name in names)
+    k_line, photo_line = finished.stdout.splitlines()
+    assert "k=3" in k_line and all(name in photo_line for name in names)
     # The good photo is done; the text file is reported in one line, without a traceback.
     assert finished.returncode == 2
     assert "Traceback" not in finished.stderr
@@ -429,11 +636,12 @@ def test_cli_writes_pictures_and_reports_a_non_image(
     assert text.name in line and "convert it to JPEG or PNG" in line
 
 
-def test_cli_without_a_model_names_the_training_notebook(tmp_path: Path, empty_artifacts: Path) -> None:
+def test_main_without_a_model_names_the_training_notebook(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     good = write_photo(tmp_path / "dog.jpg", painted_photo(45, 70), "JPEG")
-    finished = run_cli([str(good), "--out", str(tmp_path / "out")], empty_artifacts, tmp_path)
-    assert finished.returncode == 2
-    assert "Traceback" not in finished.stderr
-    [line] = error_lines(finished.stderr)
-    assert "03_training.ipynb" in line
-    assert not (tmp_path / "out").exists()
+    assert predict.main([str(good), "--out", str(tmp_path / "out")]) == 2
+    captured = capsys.readouterr()
+    [line] = captured.err.splitlines()
+    assert line.startswith(ERROR) and "03_training.ipynb" in line
+    assert captured.out == "" and not (tmp_path / "out").exists()
