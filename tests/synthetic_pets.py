@@ -7,6 +7,7 @@ broken files the real dataset (and users' own copies) contain.
 from __future__ import annotations
 
 import io
+import tarfile
 from pathlib import Path
 
 import numpy as np
@@ -107,3 +108,46 @@ def make_pets_folder(root: Path) -> Path:
     write_split(root / "annotations" / "test.txt", GOOD_TEST)
     write_split(root / "annotations" / "list.txt", {**everything, **bad_entries})
     return root
+
+
+#: Official (class id, species, breed id) of the breeds the small folders use.
+BREED_IDS = {"Abyssinian": (1, 1, 1), "american_bulldog": (2, 2, 1), "Bengal": (6, 1, 6)}
+
+HEAD_BOX_XML = (
+    "<annotation><size><width>48</width><height>40</height><depth>3</depth></size>"
+    "<object><name>pet</name><bndbox><xmin>10</xmin><ymin>8</ymin><xmax>30</xmax><ymax>28</ymax>"
+    "</bndbox></object></annotation>"
+)
+
+
+def make_small_folder(
+    root: Path,
+    train: tuple[str, ...] = ("Abyssinian_1", "Abyssinian_2"),
+    test: tuple[str, ...] = ("Bengal_1",),
+) -> Path:
+    """A few good examples in the official layout, each with a head-box XML; tests then alter one file.
+
+    The example at position ``i`` of ``[*train, *test]`` is ``paint_example(i)``.
+    """
+    images, trimaps, xmls = root / "images", root / "annotations" / "trimaps", root / "annotations" / "xmls"
+    for folder in (images, trimaps, xmls):
+        folder.mkdir(parents=True)
+    for seed, name in enumerate([*train, *test]):
+        image, trimap = paint_example(seed)
+        (images / f"{name}.jpg").write_bytes(encode(image, "JPEG"))
+        (trimaps / f"{name}.png").write_bytes(encode(trimap, "PNG"))
+        (xmls / f"{name}.xml").write_text(HEAD_BOX_XML)
+    for names, file_name in ((train, "trainval.txt"), (test, "test.txt")):
+        write_split(
+            root / "annotations" / file_name, {name: BREED_IDS[name.rsplit("_", 1)[0]] for name in names}
+        )
+    return root
+
+
+def write_archives(folder: Path, destination: Path) -> Path:
+    """Pack a folder in the official layout as the two official archives (uncompressed tars, as theirs)."""
+    destination.mkdir(parents=True, exist_ok=True)
+    for name, top in (("images.tar.gz", "images"), ("annotations.tar.gz", "annotations")):
+        with tarfile.open(destination / name, "w") as archive:
+            archive.add(folder / top, arcname=top)
+    return destination
