@@ -5,7 +5,7 @@ Prints one JSON line per (method, n):
 * ``kmeans`` (full ``KMeans``) and ``minibatch_kmeans`` (``MiniBatchKMeans``), both with
   ``n_init=1`` and ``max_iter`` capped (``--max-iter``, default 50) so that full k-means on 2
   million points finishes in minutes on a 2-core machine; the cap is in every line.
-* ``dbscan_subsampled`` and ``hdbscan_subsampled`` from ``unet_clustering.clustering``: fitted on
+* ``dbscan_subsampled`` and ``hdbscan_subsampled``, as notebook 05 runs them: fitted on
   ``--sample-size`` points, then every point is assigned to its nearest fitted neighbour. DBSCAN's
   eps comes from the knee of the sample's k-distance curve (its time is included).
 * ``silhouette_full`` and ``silhouette_sampled`` at small n: the exact O(n^2) score against
@@ -38,8 +38,11 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+from sklearn.cluster import DBSCAN, HDBSCAN, KMeans, MiniBatchKMeans
+from sklearn.metrics import silhouette_score
+from sklearn.neighbors import NearestNeighbors
 
-from unet_clustering import clustering
+from unet_clustering.clustering import knee_index
 
 DEFAULT_SIZES = (10_000, 100_000, 1_000_000, 2_000_000)
 DEFAULT_SILHOUETTE_SIZES = (2_000, 5_000, 10_000)
@@ -76,62 +79,61 @@ def measure(function: Callable[[], dict[str, Any]]) -> dict[str, Any]:
     return {"time_s": round(elapsed, 4), "peak_memory_mb": round(peak_bytes / 2**20, 2), **extra}
 
 
-def run_method(method: str, points: np.ndarray, args: argparse.Namespace) -> dict[str, Any]:
-    if method in ("kmeans", "minibatch_kmeans"):
+def kmeans_work(method: str, points: np.ndarray, args: argparse.Namespace) -> dict[str, Any]:
+    estimator_class = MiniBatchKMeans if method == "minibatch_kmeans" else KMeans
+    options = {"batch_size": 4096} if method == "minibatch_kmeans" else {}
+    estimator = estimator_class(
+        NUM_CENTRES, n_init=1, max_iter=args.max_iter, random_state=args.seed, **options
+    )
+    estimator.fit(points)
+    return {
+        "k": NUM_CENTRES,
+        "n_init": 1,
+        "max_iter": args.max_iter,
+        "inertia": float(estimator.inertia_),
+        # Lloyd iterations for KMeans; mini-batch steps for MiniBatchKMeans.
+        "n_iter": int(estimator.n_iter_),
+        "n_steps": int(getattr(estimator, "n_steps_", estimator.n_iter_)),
+    }
 
-        def work() -> dict[str, Any]:
-            estimator = clustering.kmeans(
-                points,
-                NUM_CENTRES,
-                seed=args.seed,
-                minibatch=method == "minibatch_kmeans",
-                n_init=1,
-                max_iter=args.max_iter,
-            )
-            return {
-                "k": NUM_CENTRES,
-                "n_init": 1,
-                "max_iter": args.max_iter,
-                "inertia": float(estimator.inertia_),
-                # Lloyd iterations for KMeans; mini-batch steps for MiniBatchKMeans.
-                "n_iter": int(estimator.n_iter_),
-                "n_steps": int(getattr(estimator, "n_steps_", estimator.n_iter_)),
-            }
 
-    elif method == "dbscan_subsampled":
+def density_work(method: str, points: np.ndarray, args: argparse.Namespace) -> dict[str, Any]:
+    """As in notebook 05: fit on a subsample, then give every point its nearest fitted neighbour's label.
 
-        def work() -> dict[str, Any]:
-            result = clustering.dbscan_subsampled(
-                points, eps=None, min_samples=10, sample_size=args.sample_size, seed=args.seed
-            )
-            return {
-                "sample_size": int(result.sample_indices.size),
-                "eps": result.eps,
-                "n_clusters": result.n_clusters,
-                "noise_fraction": round(result.noise_fraction, 4),
-            }
-
+    DBSCAN's eps is read at the knee of the subsample's k-distance curve (its time is included).
+    """
+    rng = np.random.default_rng(args.seed)
+    sample = points[rng.choice(len(points), size=min(len(points), args.sample_size), replace=False)]
+    extra = {}
+    if method == "dbscan_subsampled":
+        distances = np.sort(NearestNeighbors(n_neighbors=10).fit(sample).kneighbors(sample)[0][:, -1])
+        knee = knee_index(np.arange(len(distances)), distances)
+        extra["eps"] = float(distances[knee] if knee is not None else np.median(distances))
+        estimator = DBSCAN(eps=extra["eps"], min_samples=10)
     else:
+        estimator = HDBSCAN(min_cluster_size=args.min_cluster_size, copy=True)
+    fitted = estimator.fit(sample).labels_
+    nearest = NearestNeighbors(n_neighbors=1).fit(sample).kneighbors(points, return_distance=False)[:, 0]
+    labels = fitted[nearest]
+    return {
+        "sample_size": len(sample),
+        **extra,
+        "n_clusters": len(np.unique(labels[labels != -1])),
+        "noise_fraction": round(float(np.mean(labels == -1)), 4),
+    }
 
-        def work() -> dict[str, Any]:
-            result = clustering.hdbscan_subsampled(
-                points, min_cluster_size=args.min_cluster_size, sample_size=args.sample_size, seed=args.seed
-            )
-            return {
-                "sample_size": int(result.sample_indices.size),
-                "n_clusters": result.n_clusters,
-                "noise_fraction": round(result.noise_fraction, 4),
-            }
 
-    return measure(work)
+def run_method(method: str, points: np.ndarray, args: argparse.Namespace) -> dict[str, Any]:
+    work = kmeans_work if method.endswith("kmeans") else density_work
+    return measure(functools.partial(work, method, points, args))
 
 
 def silhouette_work(
     points: np.ndarray, labels: np.ndarray, seed: int, sample_size: int | None
 ) -> dict[str, Any]:
-    value = clustering.silhouette(points, labels, seed=seed, sample_size=sample_size)
+    value = silhouette_score(points, labels, sample_size=sample_size, random_state=seed)
     used = points.shape[0] if sample_size is None else min(points.shape[0], sample_size)
-    return {"value": value, "sample_size": used}
+    return {"value": float(value), "sample_size": used}
 
 
 def parse_sizes(text: str) -> tuple[int, ...]:
@@ -155,9 +157,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--dims", type=int, default=32)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--max-iter", type=int, default=50, help="k-means iteration cap")
-    parser.add_argument("--sample-size", type=int, default=clustering.DEFAULT_SUBSAMPLE_SIZE)
+    parser.add_argument("--sample-size", type=int, default=10_000)
     parser.add_argument("--min-cluster-size", type=int, default=50, help="HDBSCAN min_cluster_size")
-    parser.add_argument("--silhouette-sample", type=int, default=clustering.DEFAULT_SILHOUETTE_SAMPLE_SIZE)
+    parser.add_argument("--silhouette-sample", type=int, default=2_000)
     args = parser.parse_args(argv)
     unknown = sorted(set(args.methods.split(",")) - set(METHODS))
     if unknown:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import importlib.util
 import re
+import shutil
 from pathlib import Path
 
 import nbformat
@@ -62,6 +63,10 @@ def test_notebook_follows_the_house_style(path: Path) -> None:
                 f"{ast.unparse(target)} is not upper-case"
             )
 
+    sections = [line for cell in cells if cell.cell_type == "markdown" for line in cell.source.splitlines()]
+    assert any(line == "## Summary" for line in sections), "ends with a Summary"
+    assert any(line.startswith("## Exercises") for line in sections), "ends with Exercises"
+
     for previous, cell in zip(cells, cells[1:], strict=False):
         if cell.cell_type == "code":
             assert previous.cell_type == "markdown", f"code cell without a lead-in: {cell.source[:60]!r}"
@@ -70,6 +75,69 @@ def test_notebook_follows_the_house_style(path: Path) -> None:
             )
         if cell.cell_type == "code":
             assert "import *" not in cell.source and "%run" not in cell.source
+
+
+def test_every_exercises_section_holds_three_or_four_tasks() -> None:
+    for path in NOTEBOOKS:
+        text = "\n".join(
+            cell.source for cell in nbformat.read(path, as_version=4).cells if cell.cell_type == "markdown"
+        )
+        exercises = text.split("## Exercises", 1)[1]
+        tasks = re.findall(r"^\d\. ", exercises, flags=re.MULTILINE)
+        assert 3 <= len(tasks) <= 4, f"{path.name} has {len(tasks)} exercises"
+
+
+def test_readme_and_notebooks_speak_of_the_project_not_of_how_it_was_made() -> None:
+    words = re.compile(r"\b(seed document|seed.s claim|no session|maintainers|lent)\b", re.IGNORECASE)
+    for path in [ROOT / "README.md", *NOTEBOOKS]:
+        found = words.findall(path.read_text(encoding="utf-8"))
+        assert not found, f"{path.name} mentions {found}"
+
+
+def test_exported_blocks_match_their_notebooks() -> None:
+    export = load_tool("export")
+    assert export.main(["--check"]) == 0, "run `make export` after editing an exported notebook cell"
+
+
+def test_the_export_check_fails_when_a_block_is_edited_by_hand(tmp_path, monkeypatch) -> None:
+    export = load_tool("export")
+    for name in ("notebooks", "src"):
+        shutil.copytree(
+            ROOT / name, tmp_path / name, ignore=shutil.ignore_patterns("*.egg-info", "__pycache__")
+        )
+    shutil.copy(ROOT / "pyproject.toml", tmp_path)
+    monkeypatch.setattr(export, "ROOT", tmp_path)
+    monkeypatch.setattr(export, "PACKAGE", tmp_path / "src" / "unet_clustering")
+    module = tmp_path / "src" / "unet_clustering" / "unet.py"
+    module.write_text(module.read_text().replace("BATCH_NORM_MOMENTUM = 0.9", "BATCH_NORM_MOMENTUM = 0.8"))
+    assert export.main(["--check"]) == 1
+    assert export.main([]) == 0 and "BATCH_NORM_MOMENTUM = 0.9" in module.read_text()
+    assert export.main(["--check"]) == 0
+
+
+def test_every_exported_block_names_a_notebook_that_exports_it() -> None:
+    export = load_tool("export")
+    for module in (ROOT / "src" / "unet_clustering").glob("*.py"):
+        for notebook in re.findall(r"# ---- Exported from notebooks/(\S+):", module.read_text()):
+            assert module.stem in export.exported_cells(ROOT / "notebooks" / notebook), (
+                module.name,
+                notebook,
+            )
+
+
+def test_src_stays_thin_no_long_functions_and_no_private_keras_attributes() -> None:
+    figures = load_tool("src_size").report()
+    assert figures["functions_over_40_lines"] == []
+    assert figures["functions_over_6_parameters"] == []
+    for module in (ROOT / "src" / "unet_clustering").glob("*.py"):
+        for node in ast.walk(ast.parse(module.read_text())):
+            if (
+                isinstance(node, ast.Attribute)
+                and node.attr.startswith("_")
+                and not node.attr.startswith("__")
+            ):
+                owner = node.value.id if isinstance(node.value, ast.Name) else None
+                assert owner in ("self", "cls", "os", "sys"), f"{module.name} reads {ast.unparse(node)}"
 
 
 def test_repository_path_is_the_same_everywhere() -> None:
