@@ -29,8 +29,10 @@ $(STAMP): pyproject.toml requirements.txt
 	touch $(STAMP)
 
 # Check the dataset is reachable (download or local copy) and prepare it once, before any notebook.
+# Its one JSON line goes to the terminal; tfds' and TensorFlow's messages go to outputs/data.log.
 data: $(STAMP)
-	$(PYTHON) -m unet_clustering.data
+	@mkdir -p outputs
+	@$(PYTHON) -m unet_clustering.data 2> outputs/data.log || { cat outputs/data.log; exit 1; }
 
 run: data
 	UNET_PROFILE=$(PROFILE) $(PYTHON) tools/run_notebooks.py notebooks --output-dir outputs/notebooks

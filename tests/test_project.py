@@ -140,6 +140,26 @@ def test_src_stays_thin_no_long_functions_and_no_private_keras_attributes() -> N
                 assert owner in ("self", "cls", "os", "sys"), f"{module.name} reads {ast.unparse(node)}"
 
 
+@pytest.mark.parametrize(
+    ("notebook", "calls"),
+    [
+        (
+            "02_unet.ipynb",
+            ["keras.layers.Conv2D(", "keras.layers.Conv2DTranspose(", "keras.layers.Concatenate("],
+        ),
+        ("03_training.ipynb", ["model.compile(", "model.fit(", "keras.callbacks.BackupAndRestore("]),
+        ("05_clustering.ipynb", ["KMeans(", "silhouette_score(", "linear_sum_assignment("]),
+    ],
+)
+def test_the_lesson_is_written_in_the_notebook(notebook: str, calls: list[str]) -> None:
+    code = "\n".join(
+        cell.source
+        for cell in nbformat.read(ROOT / "notebooks" / notebook, as_version=4).cells
+        if cell.cell_type == "code"
+    )
+    assert [call for call in calls if call not in code] == []
+
+
 def test_repository_path_is_the_same_everywhere() -> None:
     colab = re.compile(r"colab\.research\.google\.com/github/([\w.-]+/[\w.-]+)/")
     install = re.compile(r"git\+https://github\.com/([\w.-]+/[\w.-]+)")

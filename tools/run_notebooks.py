@@ -26,7 +26,8 @@ from pathlib import Path
 
 import papermill
 
-from unet_clustering import config, training
+# config imports no framework, so the runner starts at once and prints nothing of TensorFlow's.
+from unet_clustering import config
 
 #: Seconds between two progress lines of the training notebook.
 PROGRESS_EVERY_S = 10.0
@@ -48,33 +49,38 @@ class TrainingProgress(threading.Thread):
         self.started = time.time()
         self.run_folder = config.artifact("training")
         self.phases = [
-            ("low-resolution", self.run_folder / training.LOW_RES_HISTORY_FILE, "low_res_epochs"),
+            (
+                "low-resolution",
+                self.run_folder / config.RUN_FOLDER_FILES["low_res_history"],
+                "low_res_epochs",
+            ),
             ("full-size", config.artifact("history"), "epochs"),
         ]
 
     def run(self) -> None:
-        seen = {name: (0, time.monotonic()) for name, _, _ in self.phases}
-        epoch_s: dict[str, float] = {}
+        # Per phase: the rows and time when its first new row was seen, and the rows seen last.
+        first: dict[str, tuple[int, float]] = {}
+        seen = dict.fromkeys((name for name, _, _ in self.phases), 0)
         last_print = 0.0
         while not self.stopped.wait(1.0):
             recipe = self.recipe()
             for name, log, key in self.phases:
                 rows, now = count_rows(log), time.monotonic()
-                previous_rows, previous_time = seen[name]
-                if rows < previous_rows:  # a fresh run cleared the log
-                    seen[name] = (0, now)
-                if rows <= previous_rows or not recipe:
+                if rows < seen[name]:  # a fresh run cleared the log
+                    first.pop(name, None)
+                if rows <= seen[name] or not recipe:
+                    seen[name] = rows
                     continue
-                if previous_rows:
-                    epoch_s[name] = (now - previous_time) / (rows - previous_rows)
-                seen[name] = (rows, now)
+                seen[name] = rows
+                start_rows, start_time = first.setdefault(name, (rows, now))
+                seconds = (now - start_time) / (rows - start_rows) if rows > start_rows else None
                 if now - last_print >= PROGRESS_EVERY_S or rows == recipe.get(key):
-                    print(self.describe(name, rows, recipe.get(key), epoch_s.get(name)), flush=True)
+                    print(self.describe(name, rows, recipe.get(key), seconds), flush=True)
                     last_print = now
 
     def recipe(self) -> dict:
         """The running notebook's settings; an older file (an earlier run's) counts as none yet."""
-        path = self.run_folder / training.RECIPE_FILE
+        path = self.run_folder / config.RUN_FOLDER_FILES["recipe"]
         try:
             return config.read_json(path) if path.stat().st_mtime >= self.started else {}
         except (OSError, ValueError):
@@ -197,7 +203,8 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         seconds = time.perf_counter() - started
         total += seconds
-        print(f"  done in {seconds:.0f} s. {key_figure(path.name)}", flush=True)
+        figure = key_figure(path.name)
+        print(f"  done in {seconds:.0f} s" + (f": {figure}" if figure else ""), flush=True)
     print(
         f"All {len(notebooks)} notebook(s) ran in {total / 60:.1f} min; executed copies in {arguments.output_dir}/"
     )

@@ -203,6 +203,16 @@ ARTIFACTS: dict[str, tuple[str, str]] = {
     "predictions": ("predictions", "06_visualization.ipynb"),
 }
 
+#: What the run folder of ``03_training`` (artifact ``"training"``) holds: the run's settings, the
+#: backups an interrupted run resumes from, the low-resolution phase's epoch log, and a lock.
+RUN_FOLDER_FILES: dict[str, str] = {
+    "recipe": "recipe.json",
+    "backup": "backup",
+    "low_res_backup": "low_res_backup",
+    "low_res_history": "low_res_history.csv",
+    "lock": ".lock",
+}
+
 #: How long the notebooks that make the expensive artifacts take, for the error that asks for them.
 NOTEBOOK_TIME = {"03_training.ipynb": "about 10 minutes on a 2-core CPU with the quick profile"}
 

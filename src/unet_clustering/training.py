@@ -25,11 +25,11 @@ import keras
 
 from unet_clustering import config
 
-RECIPE_FILE = "recipe.json"
-BACKUP_FOLDER = "backup"
-LOW_RES_BACKUP_FOLDER = "low_res_backup"
-LOW_RES_HISTORY_FILE = "low_res_history.csv"
-LOCK_FILE = ".lock"
+RECIPE_FILE = config.RUN_FOLDER_FILES["recipe"]
+BACKUP_FOLDER = config.RUN_FOLDER_FILES["backup"]
+LOW_RES_BACKUP_FOLDER = config.RUN_FOLDER_FILES["low_res_backup"]
+LOW_RES_HISTORY_FILE = config.RUN_FOLDER_FILES["low_res_history"]
+LOCK_FILE = config.RUN_FOLDER_FILES["lock"]
 #: The validation score that chooses the best epoch.
 MONITOR = "val_fg_iou"
 
