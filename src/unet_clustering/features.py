@@ -28,7 +28,7 @@ def feature_extractor(model, layer_names):
 
 def hypercolumns(extractor, images, size):
     """The extractor's maps resized to size x size (bilinear) and stacked: (N, size, size, channels)."""
-    maps = extractor(np.asarray(images, dtype=np.float32), training=False)
+    maps = extractor.predict_on_batch(np.asarray(images, dtype=np.float32))
     maps = list(maps) if isinstance(maps, (list, tuple)) else [maps]
     resized = [
         feature_map if feature_map.shape[1] == size else keras.ops.image.resize(feature_map, (size, size))

@@ -173,7 +173,7 @@ def _probabilities(model, images, flip):
     images = np.asarray(images, dtype=np.float32)
     if flip:  # one call for the images and their mirror images
         images = np.concatenate([images, images[:, :, ::-1]])
-    logits = keras.ops.convert_to_numpy(model(images, training=False)).astype(np.float64)
+    logits = np.asarray(model.predict_on_batch(images), dtype=np.float64)
     probabilities = np.exp(logits - logits.max(axis=-1, keepdims=True))
     probabilities /= probabilities.sum(axis=-1, keepdims=True)
     if flip:
