@@ -67,7 +67,9 @@ def test_quality_runs_notebook_03_and_prints_its_test_scores(bench_env, tmp_path
     assert line["recipe"]["seed"] == 3 and line["recipe"]["name"] == "smoke"
     assert 0.0 <= line["test"]["fg_iou"] <= 1.0 and line["test"]["num_images"] == line["counts"]["test"]
     # The smoke profile's budget of 32 images, in epochs of this split's training images.
-    assert line["recipe"]["epochs"] == max(1, round(32 / line["counts"]["train"])) and line["resumed"] is False
+    assert (
+        line["recipe"]["epochs"] == max(1, round(32 / line["counts"]["train"])) and line["resumed"] is False
+    )
     assert (artifacts / "03_training.ipynb").exists() and (artifacts / "unet.keras").exists()
     # Progress goes to stderr: one line per epoch.
     assert f"Epoch 1/{line['recipe']['epochs']}" in finished.stderr
