@@ -11,6 +11,7 @@ under another Keras backend.
 
 from __future__ import annotations
 
+import atexit
 import csv
 import dataclasses
 import json
@@ -38,8 +39,9 @@ try:  # POSIX; elsewhere two runs in one folder are not prevented
 except ImportError:  # pragma: no cover - Windows
     fcntl = None
 
-#: Open lock files of the run folders this process trains in, by folder.
+#: Open lock files of the run folders this process trains in, by folder; closed when the process exits.
 _held_locks: dict[Path, Any] = {}
+atexit.register(lambda: [stream.close() for stream in _held_locks.values()])
 
 
 def gpu_count() -> int:
