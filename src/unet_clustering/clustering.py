@@ -37,9 +37,9 @@ def match_clusters(cluster_labels, true_labels, num_classes=config.NUM_CLASSES):
     """{cluster: class}: Hungarian matching when there are at most as many clusters as classes, else majority."""
     clusters, truth = np.ravel(cluster_labels), np.ravel(true_labels)
     ids = np.unique(clusters[clusters != NOISE])
-    table = np.array([np.bincount(truth[clusters == cluster], minlength=num_classes) for cluster in ids])
     if not len(ids):  # every point is noise
         return {}
+    table = np.array([np.bincount(truth[clusters == cluster], minlength=num_classes) for cluster in ids])
     if len(ids) <= num_classes:
         rows, classes = linear_sum_assignment(table, maximize=True)
     else:
@@ -56,9 +56,10 @@ def cluster_scores(cluster_labels, true_labels, num_classes=config.NUM_CLASSES):
     cm = confusion_matrix(truth, lookup(clusters), num_classes + 1)[:num_classes]
     true_positive = np.diag(cm[:, :num_classes])
     iou = ratio(true_positive, cm.sum(axis=1) + cm[:, :num_classes].sum(axis=0) - true_positive)
+    num_clusters = len(np.unique(clusters[clusters != NOISE]))
     return {
-        "clusters": len(np.unique(clusters[clusters != NOISE])),
-        "matching": "hungarian" if len(np.unique(clusters[clusters != NOISE])) <= num_classes else "majority",
+        "clusters": num_clusters,
+        "matching": "hungarian" if num_clusters <= num_classes else "majority",
         "matched mean IoU": float(np.nanmean(iou)) if np.isfinite(iou).any() else 0.0,
         "pixel accuracy": float(true_positive.sum() / cm.sum()),
         "ARI": float(adjusted_rand_score(truth, clusters)),
