@@ -645,3 +645,294 @@ def test_main_without_a_model_names_the_training_notebook(
     [line] = captured.err.splitlines()
     assert line.startswith(ERROR) and "03_training.ipynb" in line
     assert captured.out == "" and not (tmp_path / "out").exists()
+
+
+# --------------------------------------------------------------------------------------------
+# Videos and folders of frames
+# --------------------------------------------------------------------------------------------
+
+VIDEO_FPS = 12.0
+
+
+def moving_frames(count: int = 12, height: int = 40, width: int = 56) -> list[np.ndarray]:
+    """``count`` RGB frames of a disc that moves from frame to frame."""
+    return [painted_photo(height, width, seed=number) for number in range(count)]
+
+
+def write_video(path: Path, frames: list[np.ndarray], fourcc: str = "mp4v") -> Path:
+    height, width = frames[0].shape[:2]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), VIDEO_FPS, (width, height))
+    assert writer.isOpened(), f"OpenCV cannot write {fourcc} videos here"
+    for frame in frames:
+        writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    writer.release()
+    return path
+
+
+def read_video(path: Path) -> tuple[list[np.ndarray], float]:
+    """The RGB frames of a video and its frame rate, as OpenCV decodes them."""
+    capture = cv2.VideoCapture(str(path))
+    assert capture.isOpened(), f"{path} cannot be opened"
+    frames, fps = [], capture.get(cv2.CAP_PROP_FPS)
+    while True:
+        ok, frame = capture.read()
+        if not ok:
+            break
+        frames.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
+    capture.release()
+    return frames, fps
+
+
+def expected_overlay(model, frame: np.ndarray, flip: bool = True) -> np.ndarray:
+    mask = predict.segment_frame(model, frame, flip=flip)
+    return visualization.overlay(frame, mask, contour_thickness=predict.outline_thickness(*mask.shape))
+
+
+def assert_is_overlay(
+    decoded: np.ndarray, overlays: list[np.ndarray], number: int, source: np.ndarray
+) -> None:
+    """``decoded`` is ``overlays[number]`` up to lossy compression (which blurring mostly evens out):
+    closer to it than to any other overlay, its red-blue swap or the ``source`` frame."""
+    blurred = [cv2.GaussianBlur(picture, (5, 5), 0) for picture in (decoded, *overlays)]
+    differences = [mean_difference(blurred[0], overlay) for overlay in blurred[1:]]
+    assert np.argmin(differences) == number and differences[number] < 5, (number, differences)
+    assert mean_difference(decoded, overlays[number][..., ::-1]) > 40
+    assert mean_difference(decoded, source) > 40
+
+
+def mean_difference(first: np.ndarray, second: np.ndarray) -> float:
+    return float(np.abs(first.astype(int) - second.astype(int)).mean())
+
+
+def write_frame_folder(folder: Path, count: int = 3) -> Path:
+    folder.mkdir()
+    for number, frame in enumerate(moving_frames(count, 36, 50)):
+        write_photo(folder / f"frame_{number:03d}.png", frame, "PNG")
+    return folder
+
+
+def test_segment_frame_gives_the_class_mask_at_the_frame_size(model) -> None:
+    frame = painted_photo(45, 70)
+    mask = predict.segment_frame(model, frame)
+    assert mask.shape == (45, 70) and mask.dtype == np.uint8
+    assert set(np.unique(mask)) <= {0, 1, 2}
+    # The argmax of the model-size prediction without the mirror image, copied by nearest neighbour.
+    small = cv2.resize(frame, (MODEL_SIZE, MODEL_SIZE), interpolation=cv2.INTER_AREA) / np.float32(255)
+    probabilities = predict.predict_probabilities(model, small[None], flip=False)[0]
+    rows, columns = nearest_rows_columns(45, 70, MODEL_SIZE)
+    np.testing.assert_array_equal(mask, probabilities.argmax(-1)[rows][:, columns])
+    # A float frame in [0, 1] gives the same mask; flipping changes the untrained model's answer.
+    np.testing.assert_array_equal(predict.segment_frame(model, frame / 255.0), mask)
+    flipped = predict.segment_frame(model, painted_photo(64, 96, seed=3), flip=True)
+    assert not np.array_equal(flipped, predict.segment_frame(model, painted_photo(64, 96, seed=3)))
+
+
+@pytest.mark.parametrize("size", [(20, 24), (45, 70)])  # enlarged, then shrunk to the model's size
+def test_segment_image_masks_photos_as_segment_frame_does(tmp_path: Path, model, size) -> None:
+    path = write_photo(tmp_path / "cat.png", painted_photo(*size, seed=5), "PNG")
+    result = predict.segment_image(path, model=model, num_clusters=2)  # flip is on by default
+    np.testing.assert_array_equal(
+        result.mask, predict.segment_frame(model, predict.load_photo(path), flip=True)
+    )
+    np.testing.assert_array_equal(result.overlay, expected_overlay(model, predict.load_photo(path)))
+
+
+def test_videos_are_recognised_by_their_extension() -> None:
+    for name in ("clip.mp4", "CLIP.MOV", "a.b.Mkv", "x.webm", "x.avi", "x.m4v", "x.mpg", "x.MPEG"):
+        assert predict.is_video(name), name
+    for name in ("cat.jpg", "mp4", "clip.mp4.png", "notes.txt", "folder"):
+        assert not predict.is_video(name), name
+
+
+@pytest.mark.parametrize(("reported", "used"), [(30.0, 30.0), (23.976, 23.976), (0.0, 25.0), (np.nan, 25.0)])
+def test_an_unknown_frame_rate_falls_back_to_25(reported, used) -> None:
+    assert predict._frames_per_second(reported) == pytest.approx(used)
+    assert predict.DEFAULT_FPS == 25.0
+
+
+def test_frames_per_second_of_a_result() -> None:
+    result = predict.VideoResult(Path("clip.mp4"), Path("out/clip_segmented.mp4"), frames=48, seconds=2.0)
+    assert result.frames_per_second == 24.0 and result.skipped == []
+
+
+@pytest.mark.parametrize(("name", "fourcc"), [("clip.mp4", "mp4v"), ("Clip.AVI", "MJPG")])
+def test_main_segments_a_video_frame_by_frame(
+    tmp_path: Path, model_path: Path, capsys: pytest.CaptureFixture, model, name: str, fourcc: str
+) -> None:
+    video = write_video(tmp_path / name, moving_frames(), fourcc)
+    out = tmp_path / "out"
+    assert predict.main([str(video), "--out", str(out), "--model", str(model_path)]) == 0
+
+    segmented = out / f"{video.stem}_segmented.mp4"
+    assert [path.name for path in out.iterdir()] == [segmented.name]
+    inputs, _ = read_video(video)
+    outputs, fps = read_video(segmented)
+    assert len(outputs) == len(inputs) == 12 and fps == pytest.approx(VIDEO_FPS)
+    assert all(frame.shape == (40, 56, 3) for frame in outputs)
+    # Every frame is the overlay of its own input frame, up to MPEG-4 compression.
+    overlays = [expected_overlay(model, frame) for frame in inputs]
+    for number, decoded in enumerate(outputs):
+        assert_is_overlay(decoded, overlays, number, inputs[number])
+
+    captured = capsys.readouterr()
+    [line] = captured.out.splitlines()  # no k line: videos are not clustered
+    assert line.startswith(f"{video} -> {segmented} (12 frames, ") and line.endswith(" frames/s)")
+    assert float(line.split(", ")[-1].removesuffix(" frames/s)")) > 0
+    assert "frame" in captured.err and not error_lines(captured.err)  # the progress bar
+
+
+def test_the_flip_setting_applies_to_frames(
+    tmp_path: Path, model_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    video = write_video(tmp_path / "clip.mp4", moving_frames(3))
+    folder = write_frame_folder(tmp_path / "frames", 2)
+    flips = []
+    segment_frame = predict.segment_frame
+
+    def recording_segment_frame(model, frame, flip=False):
+        flips.append(flip)
+        return segment_frame(model, frame, flip=flip)
+
+    monkeypatch.setattr(predict, "segment_frame", recording_segment_frame)
+    arguments = [str(video), str(folder), "--out", str(tmp_path / "out"), "--model", str(model_path)]
+    assert predict.main(arguments) == 0
+    assert flips == [True] * 5
+    flips.clear()
+    assert predict.main([*arguments, "--no-flip"]) == 0
+    assert flips == [False] * 5
+    assert "Clustering" not in capsys.readouterr().out
+
+
+def test_main_segments_a_folder_of_frames(
+    tmp_path: Path, model_path: Path, capsys: pytest.CaptureFixture, model
+) -> None:
+    folder = write_frame_folder(tmp_path / "holiday")
+    (folder / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1")  # hidden files are not frames
+    (folder / "nested").mkdir()
+    out = tmp_path / "out"
+    assert predict.main([str(folder), "--out", str(out), "--model", str(model_path)]) == 0
+
+    segmented = out / "holiday_segmented"
+    names = ["frame_000_overlay.jpg", "frame_001_overlay.jpg", "frame_002_overlay.jpg"]
+    assert sorted(path.name for path in segmented.iterdir()) == names
+    frames = [predict.load_photo(folder / f"frame_{number:03d}.png") for number in range(3)]
+    overlays = [expected_overlay(model, frame) for frame in frames]
+    for number, name in enumerate(names):
+        decoded = read_rgb(segmented / name)  # a JPEG of the frame's overlay
+        assert decoded.shape == (36, 50, 3)
+        assert_is_overlay(decoded, overlays, number, frames[number])
+    captured = capsys.readouterr()
+    [line] = captured.out.splitlines()  # no k line: frames are not clustered
+    assert line.startswith(f"{folder} -> {segmented} (3 frames, ") and not error_lines(captured.err)
+
+
+def test_a_second_run_numbers_videos_and_folders(
+    tmp_path: Path, model_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    video = write_video(tmp_path / "clip.mp4", moving_frames(4))
+    folder = write_frame_folder(tmp_path / "frames", 2)
+    out = tmp_path / "out"
+    arguments = [str(video), str(folder), "--out", str(out), "--model", str(model_path)]
+    assert predict.main(arguments) == 0
+    first_video = (out / "clip_segmented.mp4").read_bytes()
+    first_frame = (out / "frames_segmented" / "frame_000_overlay.jpg").read_bytes()
+    capsys.readouterr()
+
+    assert predict.main([*arguments, "--no-flip"]) == 0
+    video_line, folder_line = capsys.readouterr().out.splitlines()
+    assert str(out / "clip_segmented_2.mp4") in video_line and "(4 frames, " in video_line
+    assert str(out / "frames_segmented_2") in folder_line and "(2 frames, " in folder_line
+    assert sorted(path.name for path in out.iterdir()) == [
+        "clip_segmented.mp4",
+        "clip_segmented_2.mp4",
+        "frames_segmented",
+        "frames_segmented_2",
+    ]
+    assert (out / "clip_segmented.mp4").read_bytes() == first_video
+    assert (out / "frames_segmented" / "frame_000_overlay.jpg").read_bytes() == first_frame
+    assert len(read_video(out / "clip_segmented_2.mp4")[0]) == 4
+    assert len(list((out / "frames_segmented_2").iterdir())) == 2
+
+
+def test_bad_videos_and_folders_are_reported_and_the_others_go_on(
+    tmp_path: Path, model_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    broken = tmp_path / "broken.mp4"
+    broken.write_text("this is a shopping list, not a video\n")
+    empty_video = tmp_path / "empty.mov"
+    empty_video.write_bytes(b"")
+    empty_folder = tmp_path / "no_frames"
+    empty_folder.mkdir()
+    good_video = write_video(tmp_path / "clip.mp4", moving_frames(3))
+    photo = write_photo(tmp_path / "cat.png", painted_photo(40, 50), "PNG")
+    out = tmp_path / "out"
+    inputs = [broken, good_video, empty_folder, photo, empty_video, tmp_path / "missing.mkv"]
+    code = predict.main([*map(str, inputs), "--out", str(out), "--model", str(model_path)])
+
+    assert code == 2
+    captured = capsys.readouterr()
+    k_line, video_line, photo_line = captured.out.splitlines()
+    assert "k=3" in k_line and "(3 frames, " in video_line and "cat_overlay.jpg" in photo_line
+    broken_line, folder_line, empty_line, missing_line = error_lines(captured.err)
+    assert "broken.mp4 cannot be read as a video" in broken_line
+    assert "no_frames is a folder without frames" in folder_line
+    assert "empty.mov is empty" in empty_line and "missing.mkv does not exist" in missing_line
+    assert "Traceback" not in captured.err
+    assert sorted(path.name for path in out.iterdir()) == sorted(
+        ["clip_segmented.mp4", *(f"cat{suffix}" for suffix in predict._SUFFIXES.values())]
+    )
+
+
+def test_files_of_a_folder_that_are_not_images_are_reported_and_skipped(
+    tmp_path: Path, model_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    folder = write_frame_folder(tmp_path / "frames", 2)
+    (folder / "notes.txt").write_text("frames shot on Tuesday\n")
+    only_text = tmp_path / "only_text"
+    only_text.mkdir()
+    (only_text / "readme.txt").write_text("no frames here\n")
+    out = tmp_path / "out"
+    code = predict.main([str(folder), str(only_text), "--out", str(out), "--model", str(model_path)])
+
+    assert code == 2
+    captured = capsys.readouterr()
+    [line] = captured.out.splitlines()
+    assert "(2 frames, " in line
+    notes_line, only_text_line = error_lines(captured.err)
+    assert "notes.txt cannot be read as an image" in notes_line
+    assert "only_text is a folder without frames: none of its 1 files" in only_text_line
+    assert sorted(path.name for path in (out / "frames_segmented").iterdir()) == [
+        "frame_000_overlay.jpg",
+        "frame_001_overlay.jpg",
+    ]
+    assert not (out / "only_text_segmented").exists()
+
+
+def test_cli_segments_a_video_and_a_folder_with_progress_bars(
+    tmp_path: Path, model_path: Path, empty_artifacts: Path
+) -> None:
+    video = write_video(tmp_path / "clip.mp4", moving_frames(6))
+    folder = write_frame_folder(tmp_path / "frames", 2)
+    out = tmp_path / "out"
+    finished = run_cli(
+        [str(video), str(folder), "--out", str(out), "--model", str(model_path)], empty_artifacts, tmp_path
+    )
+
+    assert finished.returncode == 0, finished.stderr
+    video_line, folder_line = finished.stdout.splitlines()
+    assert video_line.startswith(f"{video} -> {out / 'clip_segmented.mp4'} (6 frames, ")
+    assert folder_line.startswith(f"{folder} -> {out / 'frames_segmented'} (2 frames, ")
+    # tqdm's bars, one per input, end at their totals.
+    assert "clip.mp4: 100%" in finished.stderr and "6/6" in finished.stderr
+    assert "frames: 100%" in finished.stderr and "2/2" in finished.stderr
+    assert "Traceback" not in finished.stderr and not error_lines(finished.stderr)
+    assert len(read_video(out / "clip_segmented.mp4")[0]) == 6
+
+
+def test_help_names_videos_and_folders(capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit) as caught:
+        predict.main(["--help"])
+    assert caught.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "INPUT [INPUT ...]" in text and ".mp4" in text and "folders of frames" in text
+    assert "k-means for photos" in text

@@ -2,16 +2,23 @@
 
     python -m unet_clustering.predict my_cat.jpg my_dog.png --out predictions
 
+Videos and folders of frames get the class mask only, outlined over every frame, fast enough to watch:
+
+    python -m unet_clustering.predict clip.mp4 holiday_frames/ --out predictions
+
 The functions between the markers come from ``notebooks/03_training.ipynb``; edit them there.
 """
 
 import argparse
 import dataclasses
 import functools
+import itertools
+import math
 import os
 import sys
+import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import cv2
@@ -19,6 +26,7 @@ import keras
 import numpy as np
 from PIL import Image, ImageOps
 from sklearn import cluster, decomposition, pipeline, preprocessing
+from tqdm import tqdm
 
 from unet_clustering import config, features, training, visualization
 
@@ -34,6 +42,10 @@ _SUFFIXES = dict(
     mask="_mask.png", clusters="_clusters.png", overlay="_overlay.jpg", mask_labels="_mask_labels.png"
 )
 PROGRAM = "unet-clustering-predict"
+#: Files read as videos, by extension (in any case); every other file is read as a photo.
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
+#: Frames per second of the segmented video when the input's own rate is unknown.
+DEFAULT_FPS = 25.0
 
 
 class PhotoError(ValueError):
@@ -48,12 +60,7 @@ def load_photo(path: str | Path, max_side: int | None = None) -> np.ndarray:
     path = Path(path)
     if max_side is not None and (isinstance(max_side, bool) or int(max_side) < 1):
         raise ValueError(f"max_side must be a positive number of pixels or None; got {max_side!r}.")
-    if not path.exists():
-        raise PhotoError(f"{path} does not exist; check the file name.")
-    if path.is_dir():
-        raise PhotoError(f"{path} is a folder, not a photo file.")
-    if path.stat().st_size == 0:
-        raise PhotoError(f"{path} is empty (0 bytes); it holds no image.")
+    _check_file(path, "photo")
     # Pillow's guard against decompression bombs would refuse ordinary 48 MP photos; the size
     # check in _decode replaces it. The setting is process-wide, so it is restored at once.
     previous, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
@@ -71,6 +78,16 @@ def load_photo(path: str | Path, max_side: int | None = None) -> np.ndarray:
         raise PhotoError(f"{path} {kind}cannot be read as an image; convert it to JPEG or PNG.") from None
     finally:
         Image.MAX_IMAGE_PIXELS = previous
+
+
+def _check_file(path: Path, kind: str) -> None:
+    """Raise :class:`PhotoError` when ``path`` is missing, a folder or empty; ``kind`` names what it should be."""
+    if not path.exists():
+        raise PhotoError(f"{path} does not exist; check the file name.")
+    if path.is_dir():
+        raise PhotoError(f"{path} is a folder, not a {kind} file.")
+    if path.stat().st_size == 0:
+        raise PhotoError(f"{path} is empty (0 bytes); it holds no {'image' if kind == 'photo' else kind}.")
 
 
 def _decode(path: Path, picture: Image.Image, max_side: int | None) -> np.ndarray:
@@ -202,20 +219,49 @@ def segment_image(photo, model=None, num_clusters=None, flip=True, seed=config.D
         photo = load_photo(photo)
     photo = np.ascontiguousarray(visualization.to_uint8_rgb(photo, "photo"))
     height, width = photo.shape[:2]
-    size = int(model.input_shape[1] or config.get_profile().image_size)
+    size = _model_size(model)
     k = chosen_num_clusters()[0] if num_clusters is None else num_clusters
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= size * size:
         raise ValueError(f"num_clusters must be a whole number from 1 to {size * size}; got {k!r}.")
-    # INTER_AREA averages every pixel a model pixel covers; enlarging with it would copy pixels.
-    shrinking = height > size or width > size
-    small = cv2.resize(photo, (size, size), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
-    image = small.astype(np.float32) / 255.0
-    probabilities = predict_probabilities(model, image[None], flip=flip)[0].astype(np.float32)
-    nearest = {"dsize": (width, height), "interpolation": cv2.INTER_NEAREST}
-    mask = cv2.resize(probabilities.argmax(-1).astype(np.uint8), **nearest)
-    clusters = cv2.resize(_cluster_pixels(model, image, int(k), seed), **nearest)
+    image, probabilities = _model_view(model, photo, flip)
+    mask = _full_size(probabilities.argmax(-1).astype(np.uint8), height, width)
+    clusters = _full_size(_cluster_pixels(model, image, int(k), seed), height, width)
     overlay = _overlay_full_size(photo, mask, outline_thickness(height, width))
     return SegmentationResult(mask, clusters, overlay, probabilities, int(k))
+
+
+def segment_frame(model: keras.Model, frame: np.ndarray, flip: bool = False) -> np.ndarray:
+    """The U-Net's class mask of one video frame (or photo), ``(H, W)`` uint8 classes of
+    ``config.CLASS_NAMES`` at the frame's own size, without the clustering of :func:`segment_image`.
+
+    ``model`` is a Keras model, or anything with its ``input_shape`` and ``predict_on_batch``; ``frame``
+    is RGB ``(H, W, 3)``, uint8 or float in [0, 1]; ``flip`` averages in the mirror image (twice the work). The model sees the frame squashed to its input size, as :func:`segment_image`
+    shows it a photo, and the mask comes back by nearest neighbour; both give the same mask.
+    """
+    frame = visualization.to_uint8_rgb(frame, "frame")
+    probabilities = _model_view(model, frame, flip)[1]
+    return _full_size(probabilities.argmax(-1).astype(np.uint8), *frame.shape[:2])
+
+
+def _model_size(model: keras.Model) -> int:
+    """The side ``S`` of the square images the model takes."""
+    return int(model.input_shape[1] or config.get_profile().image_size)
+
+
+def _model_view(model: keras.Model, photo: np.ndarray, flip: bool) -> tuple[np.ndarray, np.ndarray]:
+    """``(image, probabilities)``: the uint8 RGB ``photo`` squashed to the model's input size as float32
+    in [0, 1], ``(S, S, 3)``, and the model's float32 class probabilities ``(S, S, C)`` for it."""
+    size = _model_size(model)
+    # INTER_AREA averages every pixel a model pixel covers; enlarging with it would copy pixels.
+    shrinking = photo.shape[0] > size or photo.shape[1] > size
+    small = cv2.resize(photo, (size, size), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
+    image = small.astype(np.float32) / 255.0
+    return image, predict_probabilities(model, image[None], flip=flip)[0].astype(np.float32)
+
+
+def _full_size(labels: np.ndarray, height: int, width: int) -> np.ndarray:
+    """A model-size label map enlarged or shrunk to ``height x width`` by nearest neighbour."""
+    return cv2.resize(labels, (width, height), interpolation=cv2.INTER_NEAREST)
 
 
 def _cluster_pixels(model: keras.Model, image: np.ndarray, k: int, seed: int) -> np.ndarray:
@@ -268,9 +314,8 @@ def save_outputs(result: SegmentationResult, out_dir, stem: str, overwrite: bool
     stem = str(stem)
     if not stem or stem in (".", "..") or "/" in stem or "\\" in stem:
         raise ValueError(f"stem must be a plain file name without folders; got {stem!r}.")
-    out_dir, free, number = Path(out_dir), stem, 2
-    while not overwrite and any((out_dir / f"{free}{suffix}").exists() for suffix in _SUFFIXES.values()):
-        free, number = f"{stem}_{number}", number + 1
+    out_dir = Path(out_dir)
+    free = _free_stem(out_dir, stem, _SUFFIXES.values(), overwrite)
     pictures = {  # painted one at a time, so that one full-size colour picture exists at once
         "mask": lambda: _by_bands(visualization.colorize_mask, (result.mask,)),
         "clusters": lambda: _by_bands(visualization.colorize_clusters, (result.clusters,)),
@@ -283,18 +328,178 @@ def save_outputs(result: SegmentationResult, out_dir, stem: str, overwrite: bool
     }
 
 
+def _free_stem(out_dir: Path, stem: str, suffixes: Iterable[str], overwrite: bool = False) -> str:
+    """``stem``, or unless ``overwrite`` the first of ``<stem>_2``, ``<stem>_3``, ... for which no
+    ``out_dir/<stem><suffix>`` exists, for every one of ``suffixes``."""
+    suffixes, free, number = tuple(suffixes), stem, 2
+    while not overwrite and any((out_dir / f"{free}{suffix}").exists() for suffix in suffixes):
+        free, number = f"{stem}_{number}", number + 1
+    return free
+
+
+# ---- Videos and folders of frames: the class mask only, frame by frame ----
+
+
+@dataclasses.dataclass
+class VideoResult:
+    """What :func:`segment_video` or :func:`segment_frame_folder` did with one video or folder of frames."""
+
+    source: Path  #: the input video or folder
+    path: Path  #: the segmented video, or the folder of ``<frame>_overlay.jpg`` pictures
+    frames: int  #: frames segmented and written
+    seconds: float  #: time spent reading, segmenting and writing them
+    skipped: list[str] = dataclasses.field(default_factory=list)  #: why files of a folder were skipped
+
+    @property
+    def frames_per_second(self) -> float:
+        """The rate reached: :attr:`frames` over :attr:`seconds`."""
+        return self.frames / self.seconds if self.seconds > 0 else math.inf
+
+
+def is_video(path: str | Path) -> bool:
+    """Whether ``path`` is read as a video: its extension is one of :data:`VIDEO_SUFFIXES`, in any case."""
+    return Path(path).suffix.lower() in VIDEO_SUFFIXES
+
+
+def _frame_overlay(model: keras.Model, frame: np.ndarray, flip: bool) -> np.ndarray:
+    """The uint8 RGB ``frame`` with its class mask blended over it and outlined, as photos get it."""
+    mask = segment_frame(model, frame, flip=flip)
+    return _overlay_full_size(frame, mask, outline_thickness(*mask.shape))
+
+
+def _progress(frames: Iterable, total: int | None, source: Path) -> tqdm:
+    return tqdm(frames, total=total, desc=source.name, file=sys.stderr, unit="frame")
+
+
+def segment_video(
+    model: keras.Model, path, out_dir, flip: bool = True, overwrite: bool = False
+) -> VideoResult:
+    """Write ``out_dir/<stem>_segmented.mp4`` (creating ``out_dir``): every frame of the video ``path`` with its class mask
+    (:func:`segment_frame`) blended over it and outlined, at the input's frame rate
+    (:data:`DEFAULT_FPS` when unknown) and size. Frames are read, segmented and written one at a time,
+    with a progress bar on stderr.
+
+    Unless ``overwrite``, an earlier video is kept and the new one numbered ``<stem>_segmented_2.mp4``,
+    ... MPEG-4 stores only even sizes: an odd width or height loses its last column or row. Raises
+    :class:`PhotoError` for a file OpenCV cannot read as a video or that holds no frames.
+    """
+    path, out_dir = Path(path), Path(out_dir)
+    _check_file(path, "video")
+    capture = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
+    try:
+        started, frames = time.perf_counter(), _video_frames(capture)
+        first = next(frames, None) if capture.isOpened() else None
+        if first is None:
+            raise PhotoError(
+                f"{path} cannot be read as a video: OpenCV finds no frames in it; check that it plays."
+            )
+        target = out_dir / f"{_free_stem(out_dir, f'{path.stem}_segmented', ['.mp4'], overwrite)}.mp4"
+        fps = capture.get(cv2.CAP_PROP_FPS)
+        count = capture.get(cv2.CAP_PROP_FRAME_COUNT)
+        progress = _progress(itertools.chain([first], frames), int(count) if count > 0 else None, path)
+        written = _write_video(model, progress, target, _frames_per_second(fps), flip)
+        return VideoResult(path, target, written, time.perf_counter() - started)
+    finally:
+        capture.release()
+
+
+def _video_frames(capture: cv2.VideoCapture) -> Iterator[np.ndarray]:
+    """The frames of an open capture as uint8 RGB, read one at a time."""
+    while True:
+        ok, frame = capture.read()
+        if not ok:
+            return
+        yield cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+
+
+def _frames_per_second(reported: float) -> float:
+    """The frame rate a video reports, or :data:`DEFAULT_FPS` when it reports none (0 or NaN)."""
+    return float(reported) if math.isfinite(reported) and reported > 0 else DEFAULT_FPS
+
+
+def _write_video(
+    model: keras.Model, frames: Iterable[np.ndarray], target: Path, fps: float, flip: bool
+) -> int:
+    """Write the overlays of ``frames`` (uint8 RGB, all of the first one's size) to the MP4 ``target``;
+    returns how many. A video left unfinished by an error is removed."""
+    writer, written = None, 0
+    try:
+        for frame in frames:
+            height, width = frame.shape[0] // 2 * 2, frame.shape[1] // 2 * 2
+            if writer is None:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                writer = cv2.VideoWriter(str(target), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
+                if not writer.isOpened():
+                    raise OSError(
+                        f"{target} cannot be written: OpenCV cannot open an MP4 video writer there."
+                    )
+            overlay = _frame_overlay(model, frame, flip)[:height, :width]
+            writer.write(cv2.cvtColor(overlay, cv2.COLOR_RGB2BGR))
+            written += 1
+    except BaseException:
+        if writer is not None:
+            writer.release()
+            target.unlink(missing_ok=True)
+        raise
+    if writer is not None:
+        writer.release()
+    return written
+
+
+def segment_frame_folder(
+    model: keras.Model, folder, out_dir, flip: bool = True, overwrite: bool = False
+) -> VideoResult:
+    """Write ``out_dir/<folder name>_segmented/<frame>_overlay.jpg`` for every image file of ``folder``
+    (taken in name order, one at a time): the frame with its class mask (:func:`segment_frame`)
+    blended over it and outlined, with a progress bar on stderr. Hidden files and subfolders are
+    ignored; a file :func:`load_photo` refuses is skipped, and :attr:`VideoResult.skipped` says why.
+
+    Unless ``overwrite``, an earlier output folder is kept and the new one numbered
+    ``<folder name>_segmented_2``, ... Raises :class:`PhotoError` when no file of ``folder`` is an image.
+    """
+    folder, out_dir = Path(folder), Path(out_dir)
+    files = sorted(file for file in folder.iterdir() if file.is_file() and not file.name.startswith("."))
+    target = out_dir / _free_stem(out_dir, f"{folder.resolve().name or 'frames'}_segmented", [""], overwrite)
+    started, written, skipped = time.perf_counter(), 0, []
+    for file in _progress(files, len(files), folder):
+        try:
+            frame = load_photo(file)
+        except PhotoError as error:
+            skipped.append(str(error))
+            continue
+        target.mkdir(parents=True, exist_ok=True)
+        name = f"{_free_stem(target, file.stem, ['_overlay.jpg'])}_overlay.jpg"
+        visualization.save_image(target / name, _frame_overlay(model, frame, flip))
+        written += 1
+    if not written:
+        why = f"none of its {len(files)} files can be read as an image" if files else "it holds no files"
+        raise PhotoError(f"{folder} is a folder without frames: {why}.")
+    return VideoResult(folder, target, written, time.perf_counter() - started, skipped)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROGRAM,
         description="Segment photos with the U-Net of notebooks/03_training.ipynb and cluster their pixel "
         "features. Writes NAME_mask.png, NAME_clusters.png, NAME_overlay.jpg and NAME_mask_labels.png into "
-        "--out, numbering NAME rather than replacing earlier outputs.",
+        "--out for a photo, NAME_segmented.mp4 for a video, and a folder NAME_segmented of FRAME_overlay.jpg "
+        "for a folder of frames (videos and frames get the class mask only, without clustering), numbering "
+        "NAME rather than replacing earlier outputs.",
     )
-    parser.add_argument("photos", nargs="+", metavar="PHOTO", help="photo files (JPEG, PNG, GIF, ...)")
-    parser.add_argument("--out", required=True, type=Path, metavar="DIR", help="folder for the pictures")
+    parser.add_argument(
+        "inputs",
+        nargs="+",
+        metavar="INPUT",
+        help=f"photo files (JPEG, PNG, GIF, ...), videos ({' '.join(VIDEO_SUFFIXES)}) or folders of frames",
+    )
+    parser.add_argument("--out", required=True, type=Path, metavar="DIR", help="folder for the outputs")
     parser.add_argument("--model", type=Path, metavar="PATH", help="default: artifacts/unet.keras")
-    parser.add_argument("--clusters", type=int, metavar="K", help="k of k-means (default: notebook 05's)")
-    parser.add_argument("--no-flip", action="store_true", help="skip the mirror image (twice as fast)")
+    parser.add_argument(
+        "--clusters", type=int, metavar="K", help="k of k-means for photos (default: notebook 05's)"
+    )
+    parser.add_argument(
+        "--no-flip", action="store_true", help="skip the mirror image, for photos and frames (twice as fast)"
+    )
     return parser
 
 
@@ -315,9 +520,27 @@ def _error(message: object) -> int:
     return 2
 
 
+def _segment_input(
+    model: keras.Model, source: Path, arguments: argparse.Namespace, k
+) -> tuple[str, list[str]]:
+    """Segment one photo, video or folder of frames into ``arguments.out``; returns the line that says
+    what was written, and why any files of a folder were skipped."""
+    flip = not arguments.no_flip
+    if source.is_dir() or is_video(source):
+        segment = segment_frame_folder if source.is_dir() else segment_video
+        result = segment(model, source, arguments.out, flip=flip)
+        rate = f"{result.frames} frame{'s' * (result.frames != 1)}, {result.frames_per_second:.1f} frames/s"
+        return f"{source} -> {result.path} ({rate})", result.skipped
+    written = save_outputs(segment_image(source, model, k, flip=flip), arguments.out, source.stem)
+    stem = written["mask"].name.removesuffix(_SUFFIXES["mask"])
+    kept = "" if stem == source.stem else f" (numbered {stem}: earlier {source.stem}_* outputs are kept)"
+    return f"{source} -> {', '.join(str(path) for path in written.values())}{kept}", []
+
+
 def main(argv: list[str] | None = None) -> int:
-    """The command line (see ``--help``): the ``k`` used and why, then one line per photo with the files
-    written. A photo that fails is reported in one line and the others go on. Returns 0, or 2 on errors."""
+    """The command line (see ``--help``): when there are photos, the ``k`` used and why; then one line per
+    input with what was written (for a video or folder of frames, also the frames per second reached).
+    An input that fails is reported in one line and the others go on. Returns 0, or 2 on errors."""
     parser = _parser()
     arguments = parser.parse_args(argv)
     if arguments.clusters is not None and arguments.clusters < 1:
@@ -330,22 +553,24 @@ def main(argv: list[str] | None = None) -> int:
         arguments.out.mkdir(parents=True, exist_ok=True)
     except (OSError, training.IncompatibleModelError) as error:  # MissingArtifactError is an OSError
         return _error(error)
+    sources = [Path(name) for name in arguments.inputs]
     k, reason = arguments.clusters, "set by --clusters"
-    if k is None:
-        k, reason = chosen_num_clusters(arguments.model)
-    print(f"Clustering each photo's pixels into k={k} clusters ({reason}).", flush=True)
+    if any(not (source.is_dir() or is_video(source)) for source in sources):  # frames are not clustered
+        if k is None:
+            k, reason = chosen_num_clusters(arguments.model)
+        print(f"Clustering each photo's pixels into k={k} clusters ({reason}).", flush=True)
     failures = 0
-    for photo in map(Path, arguments.photos):
+    for source in sources:
         try:
-            result = segment_image(photo, model, k, flip=not arguments.no_flip)
-            written = save_outputs(result, arguments.out, photo.stem)
+            line, skipped = _segment_input(model, source, arguments, k)
         except (OSError, ValueError) as error:  # PhotoError, k above the pixels, a full disk
             failures += 1
-            _error(error if str(photo) in str(error) else f"{photo}: {error}")
+            _error(error if str(source) in str(error) else f"{source}: {error}")
             continue
-        stem = written["mask"].name.removesuffix(_SUFFIXES["mask"])
-        kept = "" if stem == photo.stem else f" (numbered {stem}: earlier {photo.stem}_* outputs are kept)"
-        print(f"{photo} -> {', '.join(str(path) for path in written.values())}{kept}", flush=True)
+        print(line, flush=True)
+        failures += len(skipped)
+        for message in skipped:
+            _error(message)
     return 2 if failures else 0
 
 
