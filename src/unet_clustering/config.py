@@ -201,6 +201,7 @@ ARTIFACTS: dict[str, tuple[str, str]] = {
     "clustering": ("clustering_metrics.json", "05_clustering.ipynb"),
     "figures": ("figures", "06_visualization.ipynb"),
     "predictions": ("predictions", "06_visualization.ipynb"),
+    "serving": ("serving", "06_visualization.ipynb"),
 }
 
 #: What the run folder of ``03_training`` (artifact ``"training"``) holds: the run's settings, the
