@@ -1,5 +1,5 @@
 # Two commands do everything on a fresh clone that has python3 and make:
-#   make run   - set up .venv, then execute notebooks 01-06 in order (the profile follows the hardware)
+#   make run   - set up .venv, then execute notebooks 01-07 in order (the profile follows the hardware)
 #   make test  - set up .venv, then ruff, the notebook checks, unit tests and every notebook via nbval (smoke profile)
 SHELL := /bin/bash
 PYTHON_BOOTSTRAP ?= python3

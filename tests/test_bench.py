@@ -9,7 +9,10 @@ import sys
 from pathlib import Path
 
 import keras
+import numpy as np
 import pytest
+
+from unet_clustering import unet
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -100,3 +103,88 @@ def test_the_runner_describes_training_progress_with_the_time_left():
     line = runner.TrainingProgress.describe("full-size", 5, 20, 12.0)
     assert line == "    full-size epoch 5/20, 12.0 s each, about 3.0 min left in this phase"
     assert runner.TrainingProgress.describe("low-resolution", 1, 80, None) == "    low-resolution epoch 1/80"
+
+
+def test_realtime_prints_latency_speed_and_quality_of_keras_and_the_litert_files(bench_env, tmp_path):
+    model_path = tmp_path / "unet.keras"
+    keras.utils.set_random_seed(0)
+    unet.build_unet(image_size=64, base_filters=4, depth=2).save(model_path)
+    command = [sys.executable, "bench/realtime.py", "--quick", "--model", str(model_path), "--threads", "1"]
+    finished = run(command, bench_env)
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    records = json_lines(finished.stdout)
+    assert [record["variant"] for record in records] == [
+        "Keras",
+        "LiteRT float32",
+        "LiteRT float16",
+        "LiteRT int8",
+    ]
+    for record in records:
+        assert 0 < record["median_ms"] <= record["p95_ms"] and record["frames_per_s"] > 0
+        assert record["camera_frames_per_s"] > 0 and 0.0 <= record["fg_iou"] <= 1.0
+        assert 0 < record["test_images"] <= 4 and record["image_size"] == 64 and record["threads"] == 1
+    # float32 LiteRT computes what Keras computes; the smaller files store the same model in fewer bits.
+    assert records[1]["fg_iou_change"] == pytest.approx(0.0, abs=1e-3)
+    assert records[3]["bytes"] < records[2]["bytes"] < records[1]["bytes"]
+    table = [line for line in finished.stdout.splitlines() if line.startswith("|")]
+    assert len(table) == 2 + 4 and table[-1].startswith("| LiteRT int8 |")
+
+
+def semi_supervised_record(
+    share: float, seed: int, labels_only: float, clusters: float, self_training: float
+):
+    scores = {
+        "labels only": labels_only,
+        "+ cluster pseudo-labels": clusters,
+        "+ self-training": self_training,
+    }
+    return {"profile": "smoke", "labelled_share": share, "seed": seed, "labelled_images": 3, "fg_iou": scores}
+
+
+def test_pseudo_labels_summarises_means_and_gains_paired_by_seed():
+    bench = load(ROOT / "bench" / "pseudo_labels.py")
+    records = [
+        semi_supervised_record(0.1, 0, 0.50, 0.60, 0.40),
+        semi_supervised_record(0.1, 1, 0.70, 0.74, 0.70),
+        semi_supervised_record(0.5, 0, 0.80, 0.80, 0.82),
+    ]
+    first, second = bench.summarise(records)
+    assert first["share"] == 0.1 and first["seeds"] == 2 and second["seeds"] == 1
+    assert first["labels only"] == pytest.approx((0.60, np.std([0.5, 0.7], ddof=1)))
+    # The gains pair each seed with itself: +0.10 and +0.04, whatever the spread between seeds.
+    assert first["gain + cluster pseudo-labels"] == pytest.approx((0.07, np.std([0.10, 0.04], ddof=1)))
+    assert second["gain + self-training"] == pytest.approx((0.02, 0.0))
+    rows = bench.table([first, second]).splitlines()
+    assert rows[2].startswith(
+        "| 10% (3) | 2 | 0.600 ± 0.141 | 0.670 ± 0.099 | 0.550 ± 0.212 | +0.070 ± 0.042 |"
+    )
+
+
+def test_pseudo_labels_runs_notebook_07_and_resumes_from_its_file(bench_env, tmp_path):
+    out, figure = tmp_path / "runs.jsonl", tmp_path / "curve.png"
+    command = [
+        sys.executable,
+        "bench/pseudo_labels.py",
+        "--profile",
+        "smoke",
+        "--shares",
+        "0.5",
+        "--seeds",
+        "3",
+    ]
+    command += ["--out", str(out), "--figure", str(figure)]
+    finished = run(command, bench_env)
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    (record,) = json_lines(finished.stdout)
+    assert record["seed"] == 3 and record["labelled_share"] == 0.5 and record["profile"] == "smoke"
+    assert set(record["fg_iou"]) == {
+        "teacher (labels only, before)",
+        *load(ROOT / "bench" / "pseudo_labels.py").METHODS,
+    }
+    assert all(0.0 <= value <= 1.0 for value in record["fg_iou"].values())
+    assert figure.stat().st_size > 0 and len(out.read_text().splitlines()) == 1
+    assert "teacher, on the labelled images" in finished.stderr  # the notebook's output streams to stderr
+    again = run(command, bench_env)  # the run is in --out: the notebook does not run again
+    assert again.returncode == 0 and json_lines(again.stdout) == [record]
+    assert "teacher, on the labelled images" not in again.stderr
+    assert len(out.read_text().splitlines()) == 1

@@ -149,6 +149,8 @@ def test_src_stays_thin_no_long_functions_and_no_private_keras_attributes() -> N
         ),
         ("03_training.ipynb", ["model.compile(", "model.fit(", "keras.callbacks.BackupAndRestore("]),
         ("05_clustering.ipynb", ["KMeans(", "silhouette_score(", "linear_sum_assignment("]),
+        ("06_visualization.ipynb", ['format="tf_saved_model"', 'format="litert"', "representative_dataset"]),
+        ("07_semi_supervised.ipynb", ["KMeans(", "ignore_class=IGNORE", "model.fit(", "MIN_CONFIDENCE"]),
     ],
 )
 def test_the_lesson_is_written_in_the_notebook(notebook: str, calls: list[str]) -> None:

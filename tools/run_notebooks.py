@@ -115,6 +115,10 @@ def key_figure(notebook: str) -> str:
         if notebook.startswith("06"):
             figures = sorted(path.name for path in config.artifact("figures").iterdir())
             return f"figures in {config.artifact('figures')}: {', '.join(figures)}"
+        if notebook.startswith("07"):
+            report = config.read_json(config.artifact("semi_supervised"))
+            scores = ", ".join(f"{name} {value:.3f}" for name, value in report["fg_iou"].items())
+            return f"test fg IoU with {report['labelled_share']:.0%} of the labels: {scores}"
     return ""
 
 

@@ -72,6 +72,10 @@ class Profile:
     analysis_images: int = 400
     #: Points DBSCAN and HDBSCAN are fitted on in 05 (their cost grows with the square).
     density_points: int = 10_000
+    #: 07_semi_supervised trains four models at this size (``None``: ``image_size``), each on this many
+    #: training images.
+    pseudo_label_image_size: int | None = None
+    pseudo_label_train_images: int = 2_000
 
     def epochs(self, num_train: int) -> int:
         """Epochs at ``image_size`` that show the training split about ``train_images`` images."""
@@ -104,6 +108,8 @@ PROFILES: dict[str, Profile] = {
         pixels_per_image=128,
         analysis_images=16,
         density_points=500,
+        pseudo_label_image_size=32,
+        pseudo_label_train_images=48,
     ),
     "quick": Profile(
         name="quick",
@@ -118,6 +124,7 @@ PROFILES: dict[str, Profile] = {
         low_res_image_size=64,
         low_res_train_images=21_600,
         low_res_learning_rate=2e-3,
+        pseudo_label_image_size=64,
     ),
     "full": Profile(
         name="full",
@@ -131,6 +138,7 @@ PROFILES: dict[str, Profile] = {
         train_images=200_000,
         cluster_images=256,
         pixels_per_image=1024,
+        pseudo_label_train_images=20_000,
     ),
 }
 
@@ -202,6 +210,7 @@ ARTIFACTS: dict[str, tuple[str, str]] = {
     "figures": ("figures", "06_visualization.ipynb"),
     "predictions": ("predictions", "06_visualization.ipynb"),
     "serving": ("serving", "06_visualization.ipynb"),
+    "semi_supervised": ("semi_supervised.json", "07_semi_supervised.ipynb"),
 }
 
 #: What the run folder of ``03_training`` (artifact ``"training"``) holds: the run's settings, the

@@ -520,17 +520,22 @@ def augment_pair(image, mask, seed, max_scale=1.3, colour_jitter=True):
     return image, mask
 
 
+def shuffle_and_augment(pairs, seed=config.DEFAULT_SEED):
+    """Shuffle (image, mask) pairs and give each its own random transform, a new one every epoch."""
+    pairs = pairs.shuffle(1024, seed=seed, reshuffle_each_iteration=True)
+    # A new pair of integers for every example and every epoch, reproducible from `seed`.
+    seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
+    return tf.data.Dataset.zip(pairs, seeds).map(
+        lambda pair, pair_seed: augment_pair(*pair, pair_seed), num_parallel_calls=tf.data.AUTOTUNE
+    )
+
+
 def make_pipeline(examples, image_size, batch_size, training=False, seed=config.DEFAULT_SEED):
     """Raw tfds examples to batches of (image, mask): resize, cache, [shuffle, augment], batch, prefetch."""
     pairs = examples.map(lambda example: preprocess(example, image_size), num_parallel_calls=tf.data.AUTOTUNE)
     pairs = pairs.map(lambda example: (example["image"], example["mask"])).cache()
     if training:
-        pairs = pairs.shuffle(1024, seed=seed, reshuffle_each_iteration=True)
-        # A new pair of integers for every example and every epoch, reproducible from `seed`.
-        seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
-        pairs = tf.data.Dataset.zip(pairs, seeds).map(
-            lambda pair, pair_seed: augment_pair(*pair, pair_seed), num_parallel_calls=tf.data.AUTOTUNE
-        )
+        pairs = shuffle_and_augment(pairs, seed)
     return pairs.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 
@@ -578,6 +583,15 @@ def split_arrays(split, profile, max_examples=None, image_size=None):
 
 
 # ---- End of the code exported from notebooks/01_data.ipynb. ----
+
+
+def array_batches(images, masks, batch_size, seed=config.DEFAULT_SEED):
+    """Training batches of images ``(N, S, S, 3)`` and masks ``(N, S, S)`` held in memory, shuffled and
+    augmented as :func:`make_pipeline` does; ``07_semi_supervised`` trains on pseudo-labels with it. Masks
+    may hold any integer label, such as an "ignore this pixel" value: augmentation moves labels, never
+    blends them."""
+    pairs = tf.data.Dataset.from_tensor_slices((np.asarray(images, np.float32), np.asarray(masks)[..., None]))
+    return shuffle_and_augment(pairs, seed).batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 
 def describe_source(local_dir: str | os.PathLike | None = None) -> dict[str, Any]:
