@@ -189,6 +189,26 @@ def test_augmentation_runs_after_the_cache_so_epochs_differ_and_seeds_repeat() -
     np.testing.assert_array_equal(first, epoch_arrays(again))  # same seed, same run
 
 
+def test_array_batches_augment_pairs_in_memory_and_keep_an_ignore_label() -> None:
+    image, mask = mask_coded_pair()
+    ignored = np.where(np.arange(64)[None, :] < 16, 255, mask.numpy()[..., 0]).astype(
+        np.uint8
+    )  # left quarter
+    images, masks = np.stack([image.numpy()] * 10), np.stack([ignored] * 10)
+    batches = data.array_batches(images, masks, batch_size=4, seed=3)
+    epoch = [(batch_images.numpy(), batch_masks.numpy()) for batch_images, batch_masks in batches]
+    assert [len(batch_images) for batch_images, _ in epoch] == [4, 4, 2]
+    out_masks = np.concatenate([batch_masks for _, batch_masks in epoch])
+    assert out_masks.shape == (10, 64, 64, 1) and set(np.unique(out_masks)) <= {0, 1, 2, 255}
+    # The ignored band moves with the zooms, crops and flips, whole: every mask keeps it, at one side.
+    assert all(0 < (labels == 255).mean() < 0.4 for labels in out_masks)
+    assert (
+        len({(labels[..., 0] == 255)[:, 0].any() for labels in out_masks}) == 2
+    )  # left and right both occur
+    again = [batch_images.numpy() for batch_images, _ in data.array_batches(images, masks, 4, seed=3)]
+    np.testing.assert_array_equal(np.concatenate(again), np.concatenate([i for i, _ in epoch]))
+
+
 def test_evaluation_pipelines_are_deterministic_and_unaugmented() -> None:
     pipeline = data.make_pipeline(synthetic_examples(), image_size=32, batch_size=4)
     np.testing.assert_array_equal(epoch_arrays(pipeline), epoch_arrays(pipeline))
