@@ -15,7 +15,7 @@ export OXFORD_PETS_DIR
 # Keep TensorFlow's C++ info and warning lines out of executed notebooks and test logs.
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 TEST_ARTIFACTS := $(CURDIR)/outputs/test-artifacts
-README_FIGURES := original.jpg mask.png clustered.png combined.png
+README_FIGURES := original.jpg mask.png clustered.png combined.png clip.gif
 
 .PHONY: setup data run test lint export format figures clean
 
