@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import tempfile
 from pathlib import Path
@@ -27,6 +26,9 @@ import numpy as np
 import papermill
 
 from unet_clustering import config
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from quality import execute  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "notebooks" / "07_semi_supervised.ipynb"
@@ -43,18 +45,8 @@ def integers(text: str) -> list[int]:
 
 def run_notebook(profile: str | None, share: float, seed: int, folder: Path) -> dict:
     """One run of notebook 07 in ``folder``; its ``semi_supervised.json``."""
-    os.environ[config.ARTIFACTS_ENV] = str(folder)
     parameters = {"LABELLED_SHARE": share, "SEED": seed} | ({"PROFILE_NAME": profile} if profile else {})
-    papermill.execute_notebook(
-        str(NOTEBOOK),
-        str(folder / NOTEBOOK.name),
-        parameters=parameters,
-        kernel_name="python3",
-        progress_bar=False,
-        log_output=True,
-        stdout_file=sys.stderr,
-        cwd=str(NOTEBOOK.parent),
-    )
+    execute(NOTEBOOK, folder, parameters)
     return config.read_json(folder / config.ARTIFACTS["semi_supervised"][0])
 
 

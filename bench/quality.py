@@ -45,19 +45,25 @@ def parameters(arguments: argparse.Namespace) -> dict:
     return {name: value for name, value in chosen.items() if value is not None}
 
 
-def train(arguments: argparse.Namespace, artifacts: Path) -> dict:
-    """Run notebook 03 with the arguments' parameters into ``artifacts``; return its metrics report."""
+def execute(notebook: Path, artifacts: Path, chosen: dict) -> None:
+    """Run ``notebook`` with papermill and the parameters ``chosen``, writing its artifacts and the executed
+    copy into ``artifacts``; what its cells print streams to stderr."""
     os.environ[config.ARTIFACTS_ENV] = str(artifacts)
     papermill.execute_notebook(
-        str(NOTEBOOK),
-        str(artifacts / NOTEBOOK.name),
-        parameters=parameters(arguments),
+        str(notebook),
+        str(artifacts / notebook.name),
+        parameters=chosen,
         kernel_name="python3",
         progress_bar=False,
         log_output=True,
         stdout_file=sys.stderr,
-        cwd=str(NOTEBOOK.parent),
+        cwd=str(notebook.parent),
     )
+
+
+def train(arguments: argparse.Namespace, artifacts: Path) -> dict:
+    """Run notebook 03 with the arguments' parameters into ``artifacts``; return its metrics report."""
+    execute(NOTEBOOK, artifacts, parameters(arguments))
     return config.read_json(artifacts / config.ARTIFACTS["metrics"][0])
 
 

@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         "--train", type=int, default=3680, help="names in trainval.txt (the full dataset's 3,680)"
     )
     parser.add_argument("--test", type=int, default=3669, help="names in test.txt (the full dataset's 3,669)")
-    parser.add_argument("--notebooks", nargs="*", default=["01", "02", "03", "04", "05", "06"])
+    parser.add_argument("--notebooks", nargs="*", default=["01", "02", "03", "04", "05", "06", "07"])
     arguments = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as temporary:
         folder = Path(temporary)
