@@ -98,7 +98,10 @@ def draw(rows: list[dict], path: Path) -> None:
     axis.set_xticks(shares, [f"{share:.0%}" for share in shares])
     axis.set_xlabel("share of training images with labels")
     axis.set_ylabel("test foreground IoU")
-    axis.set_title(f"mean ± sd over {min(row['seeds'] for row in rows)}+ seeds")
+    seeds = sorted({row["seeds"] for row in rows})
+    axis.set_title(
+        f"mean ± sd over {'-'.join(map(str, [seeds[0], seeds[-1]][: len(seeds)]))} seeds per point"
+    )
     axis.legend()
     figure.tight_layout()
     visualization.save_figure(figure, path)
