@@ -936,3 +936,30 @@ def test_help_names_videos_and_folders(capsys: pytest.CaptureFixture) -> None:
     text = " ".join(capsys.readouterr().out.split())
     assert "INPUT [INPUT ...]" in text and ".mp4" in text and "folders of frames" in text
     assert "k-means for photos" in text
+
+
+@pytest.mark.parametrize("kind", ["video", "folder"])
+def test_the_model_warms_up_before_the_clock_starts(
+    tmp_path: Path, model, monkeypatch: pytest.MonkeyPatch, kind: str
+) -> None:
+    """The first prediction traces the model's graph (seconds); timing it would understate the frame rate."""
+    events: list[str] = []
+    warm_up, clock = predict._warm_up, predict.time.perf_counter
+
+    def recording_warm_up(*arguments):
+        events.append("warm-up")
+        return warm_up(*arguments)
+
+    def recording_clock():
+        events.append("clock")
+        return clock()
+
+    monkeypatch.setattr(predict, "_warm_up", recording_warm_up)
+    monkeypatch.setattr(predict.time, "perf_counter", recording_clock)
+    if kind == "video":
+        source = write_video(tmp_path / "clip.mp4", moving_frames(2))
+        result = predict.segment_video(model, source, tmp_path / "out", flip=False)
+    else:
+        source = write_frame_folder(tmp_path / "frames", 2)
+        result = predict.segment_frame_folder(model, source, tmp_path / "out", flip=False)
+    assert result.frames == 2 and events[0] == "warm-up" and events.count("clock") == 2

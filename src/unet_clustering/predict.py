@@ -347,7 +347,7 @@ class VideoResult:
     source: Path  #: the input video or folder
     path: Path  #: the segmented video, or the folder of ``<frame>_overlay.jpg`` pictures
     frames: int  #: frames segmented and written
-    seconds: float  #: time spent reading, segmenting and writing them
+    seconds: float  #: time spent reading, segmenting and writing them, after one warm-up prediction
     skipped: list[str] = dataclasses.field(default_factory=list)  #: why files of a folder were skipped
 
     @property
@@ -365,6 +365,13 @@ def _frame_overlay(model: keras.Model, frame: np.ndarray, flip: bool) -> np.ndar
     """The uint8 RGB ``frame`` with its class mask blended over it and outlined, as photos get it."""
     mask = segment_frame(model, frame, flip=flip)
     return _overlay_full_size(frame, mask, outline_thickness(*mask.shape))
+
+
+def _warm_up(model: keras.Model, flip: bool) -> None:
+    """One prediction of a blank image before the clock starts: the first call traces and compiles the
+    model's graph, which takes seconds and would drag down the frames per second of a short clip."""
+    size = _model_size(model)
+    predict_probabilities(model, np.zeros((1, size, size, 3), np.float32), flip=flip)
 
 
 def _progress(frames: Iterable, total: int | None, source: Path) -> tqdm:
@@ -387,12 +394,14 @@ def segment_video(
     _check_file(path, "video")
     capture = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
     try:
-        started, frames = time.perf_counter(), _video_frames(capture)
+        frames = _video_frames(capture)
         first = next(frames, None) if capture.isOpened() else None
         if first is None:
             raise PhotoError(
                 f"{path} cannot be read as a video: OpenCV finds no frames in it; check that it plays."
             )
+        _warm_up(model, flip)
+        started = time.perf_counter()
         target = out_dir / f"{_free_stem(out_dir, f'{path.stem}_segmented', ['.mp4'], overwrite)}.mp4"
         fps = capture.get(cv2.CAP_PROP_FPS)
         count = capture.get(cv2.CAP_PROP_FRAME_COUNT)
@@ -460,6 +469,7 @@ def segment_frame_folder(
     folder, out_dir = Path(folder), Path(out_dir)
     files = sorted(file for file in folder.iterdir() if file.is_file() and not file.name.startswith("."))
     target = out_dir / _free_stem(out_dir, f"{folder.resolve().name or 'frames'}_segmented", [""], overwrite)
+    _warm_up(model, flip)
     started, written, skipped = time.perf_counter(), 0, []
     for file in _progress(files, len(files), folder):
         try:
