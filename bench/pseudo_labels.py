@@ -57,7 +57,7 @@ def summarise(records: list[dict]) -> list[dict]:
         runs = [record for record in records if record["labelled_share"] == share]
         row = {"share": share, "labelled": runs[0]["labelled_images"], "seeds": len(runs)}
         for method in METHODS:
-            values = np.array([run["fg_iou"].get(method, run["fg_iou"]["labels only"]) for run in runs])
+            values = np.array([run["fg_iou"][method] for run in runs])
             row[method] = (values.mean(), values.std(ddof=1) if len(values) > 1 else 0.0)
             if method != "labels only":
                 gains = values - np.array([run["fg_iou"]["labels only"] for run in runs])
