@@ -76,7 +76,9 @@ def model_rates(profile: config.Profile, image_size: int, batch_size: int, steps
     )
     random = np.random.default_rng(0)
     images = random.random((batch_size, image_size, image_size, 3), dtype=np.float32)
-    masks = random.integers(0, config.NUM_CLASSES, (batch_size, image_size, image_size, 1)).astype(np.int32)
+    masks = random.integers(
+        0, config.OXFORD_PET_CLASSES.num_classes, (batch_size, image_size, image_size, 1)
+    ).astype(np.int32)
     train_s = timed(lambda: model.train_on_batch(images, masks), *steps)
     predict_s = timed(lambda: model.predict_on_batch(images), *steps)
     gflops = forward_gflops(model)

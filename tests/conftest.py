@@ -9,6 +9,12 @@ import pytest
 from synthetic_pets import make_pets_folder
 
 
+@pytest.fixture(autouse=True)
+def _no_dataset_folder_from_the_shell(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests choose their data themselves: a UNET_DATASET_DIR in the developer's shell is not theirs."""
+    monkeypatch.delenv("UNET_DATASET_DIR", raising=False)
+
+
 @pytest.fixture(scope="session")
 def pets_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_pets_folder(tmp_path_factory.mktemp("pets"))

@@ -51,9 +51,35 @@ def put_first_on_path(monkeypatch: pytest.MonkeyPatch, folder: Path) -> None:
 
 
 def test_class_constants_follow_the_trimap_order() -> None:
-    assert config.CLASS_NAMES == ("pet", "background", "border")
+    assert config.OXFORD_PET_CLASSES.names == ("pet", "background", "border")
     assert (config.PET, config.BACKGROUND, config.BORDER) == (0, 1, 2)
-    assert config.NUM_CLASSES == 3
+    assert config.OXFORD_PET_CLASSES.background == config.BACKGROUND
+    assert config.OXFORD_PET_CLASSES.foreground == (config.PET, config.BORDER)
+
+
+def test_classes_need_two_names_and_a_background_among_them() -> None:
+    assert config.Classes(("sky", "road", "car", "person"), background=1).foreground == (0, 2, 3)
+    for names, background in ((("only",), 0), (("a", "b"), 2), (("a", "b"), -1)):
+        with pytest.raises(ValueError, match="background"):
+            config.Classes(names, background)
+
+
+def test_the_data_s_classes_are_what_01_recorded(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv(config.ARTIFACTS_ENV, str(tmp_path))
+    monkeypatch.delenv(config.DATASET_ENV, raising=False)
+    assert config.dataset_classes() == config.OXFORD_PET_CLASSES and config.dataset_folder() is None
+    monkeypatch.setenv(config.DATASET_ENV, str(tmp_path / "mine"))
+    assert config.dataset_folder() == str(tmp_path / "mine")
+    with pytest.raises(config.MissingArtifactError, match="01_data.ipynb"):
+        config.dataset_classes()  # only 01_data finds a folder's classes
+    record = {"folder": "/data/scans", "class_names": ["tissue", "tumour"], "background": 0}
+    config.write_json(tmp_path / "dataset.json", record)
+    assert config.dataset_classes() == config.Classes(("tissue", "tumour"), 0)
+    assert config.dataset_folder() == "/data/scans"  # the record wins over the environment
+    config.write_json(tmp_path / "dataset.json", {**record, "class_names": ["a", "b", "c"], "background": 2})
+    assert config.dataset_classes().names == ("a", "b", "c")  # a new record is read again
+    config.write_json(tmp_path / "dataset.json", {"class_names": ["pet", "background", "border"]})
+    assert config.dataset_classes() == config.OXFORD_PET_CLASSES  # a record written before backgrounds
 
 
 def test_profiles_are_named_by_their_keys_and_grow_from_smoke_to_full() -> None:

@@ -105,7 +105,7 @@ def test_trimap_values_map_to_class_indices() -> None:
     trimap = np.array([[1, 2], [3, 2]], np.uint8)
     example = data.preprocess(raw_example(trimap), image_size=2)
     np.testing.assert_array_equal(example["mask"][..., 0].numpy(), [[0, 1], [2, 1]])
-    assert [config.CLASS_NAMES[index] for index in (0, 1, 2)] == ["pet", "background", "border"]
+    assert [config.OXFORD_PET_CLASSES.names[index] for index in (0, 1, 2)] == ["pet", "background", "border"]
 
 
 def test_resizing_keeps_masks_integer_and_images_in_unit_range() -> None:

@@ -53,7 +53,7 @@ def close(actual, expected) -> None:
 
 def striped_masks(num_images: int, rows_per_class: tuple[int, int, int]) -> np.ndarray:
     """Masks whose first rows are pet, the next background, the last border (``rows_per_class`` each)."""
-    row_classes = np.repeat(np.arange(config.NUM_CLASSES), rows_per_class)
+    row_classes = np.repeat(np.arange(config.OXFORD_PET_CLASSES.num_classes), rows_per_class)
     assert row_classes.size == SIZE
     mask = np.repeat(row_classes[:, None], SIZE, axis=1)
     return np.repeat(mask[None], num_images, axis=0).astype(np.int32)
@@ -63,7 +63,7 @@ def per_image_class_counts(masks, image_index, pixel_index) -> np.ndarray:
     labels = masks.reshape(len(masks), -1)[image_index, pixel_index]
     return np.stack(
         [
-            np.bincount(labels[image_index == image], minlength=config.NUM_CLASSES)
+            np.bincount(labels[image_index == image], minlength=config.OXFORD_PET_CLASSES.num_classes)
             for image in range(len(masks))
         ]
     )

@@ -8,7 +8,7 @@ import keras
 import numpy as np
 import pytest
 
-from unet_clustering import metrics, unet
+from unet_clustering import config, metrics, unet
 from unet_clustering.config import BACKGROUND, BORDER, PET
 
 # Classes: 0 = pet, 1 = background, 2 = border. A 2x3 example; pixel pairs (true, predicted), row by row:
@@ -77,19 +77,20 @@ def test_ratio_is_nan_where_the_denominator_is_zero() -> None:
 
 def test_every_score_of_the_hand_example() -> None:
     scores = metrics.segmentation_scores(HAND_CM)
-    assert set(scores) == {"fg_iou", "fg_dice", "pet_dice", "mean_iou", "pixel_accuracy", "iou_per_class"}
+    assert set(scores) == {"fg_iou", "fg_dice", "mean_iou", "pixel_accuracy", "iou_per_class", "dice_per_class"}
     # pet:        TP 1, FP = column 0 (1+1+1) - 1 = 2, FN = row 0 (1+0+1) - 1 = 1 -> IoU 1/4
     # background: TP 2, FP = column 1 (0+2+0) - 2 = 0, FN = row 1 (1+2+0) - 2 = 1 -> IoU 2/3
     # border:     TP 0, FP = column 2 (1+0+0) - 0 = 1, FN = row 2 (1+0+0) - 0 = 1 -> IoU 0
     assert scores["iou_per_class"] == pytest.approx({"pet": 1 / 4, "background": 2 / 3, "border": 0.0})
     assert scores["mean_iou"] == pytest.approx((1 / 4 + 2 / 3 + 0) / 3)  # 11/36
     assert scores["pixel_accuracy"] == pytest.approx(3 / 6)  # diagonal 1 + 2 + 0
-    assert scores["pet_dice"] == pytest.approx(2 / (2 + 2 + 1))  # 2 TP / (2 TP + FP + FN)
+    assert scores["dice_per_class"]["pet"] == pytest.approx(2 / (2 + 2 + 1))  # 2 TP / (2 TP + FP + FN)
+    assert scores["dice_per_class"]["background"] == pytest.approx(4 / (4 + 0 + 1))
     # Foreground = pet + border. TP = cm[0,0] + cm[0,2] + cm[2,0] + cm[2,2] = 3,
     # FP = background called pet or border = cm[1,0] + cm[1,2] = 1, FN = cm[0,1] + cm[2,1] = 0.
     assert scores["fg_iou"] == pytest.approx(3 / 4)
     assert scores["fg_dice"] == pytest.approx(6 / 7)
-    for key in ("fg_iou", "fg_dice", "pet_dice", "mean_iou", "pixel_accuracy"):
+    for key in ("fg_iou", "fg_dice", "mean_iou", "pixel_accuracy"):
         assert type(scores[key]) is float  # plain floats, ready for JSON
 
 
@@ -98,7 +99,7 @@ def test_foreground_scores_merge_pet_and_border() -> None:
     swapped = np.array([[BORDER, BORDER], [PET, BACKGROUND]])  # pet and border swapped everywhere
     scores = metrics.segmentation_scores(metrics.confusion_matrix(true, swapped))
     assert scores["fg_iou"] == 1.0 and scores["fg_dice"] == 1.0
-    assert scores["pet_dice"] == 0.0
+    assert scores["dice_per_class"]["pet"] == 0.0
     assert scores["iou_per_class"]["pet"] == 0.0 and scores["iou_per_class"]["border"] == 0.0
     assert scores["iou_per_class"]["background"] == 1.0
 
@@ -119,13 +120,14 @@ def test_a_class_absent_from_truth_and_prediction_is_nan_and_left_out_of_the_mea
 
 def test_scores_of_an_image_without_foreground() -> None:
     scores = metrics.segmentation_scores(metrics.confusion_matrix(np.ones((2, 2)), np.ones((2, 2))))
-    assert math.isnan(scores["fg_iou"]) and math.isnan(scores["fg_dice"]) and math.isnan(scores["pet_dice"])
+    assert math.isnan(scores["fg_iou"]) and math.isnan(scores["fg_dice"])
+    assert math.isnan(scores["dice_per_class"]["pet"])
     assert scores["pixel_accuracy"] == 1.0 and scores["mean_iou"] == 1.0
 
 
 def test_an_empty_confusion_matrix_has_no_defined_score() -> None:
     scores = metrics.segmentation_scores(np.zeros((3, 3)))
-    for key in ("fg_iou", "fg_dice", "pet_dice", "mean_iou", "pixel_accuracy"):
+    for key in ("fg_iou", "fg_dice", "mean_iou", "pixel_accuracy"):
         assert math.isnan(scores[key]), key
     assert all(math.isnan(value) for value in scores["iou_per_class"].values())
 
@@ -281,3 +283,20 @@ def test_a_model_compiled_with_the_loss_and_metric_reports_both() -> None:
     assert results["fg_iou"] == pytest.approx(expected, rel=1e-5)
     # Two forward passes of different graphs (evaluate's and the direct call): equal up to float32 rounding.
     assert results["loss"] == pytest.approx(loss_value(metrics.ce_dice_loss, masks, logits), rel=1e-4)
+
+
+def test_foreground_is_every_class_but_the_named_background() -> None:
+    # Four classes with the background at index 2: classes 0, 1 and 3 are all foreground.
+    classes = config.Classes(("sky", "road", "ground", "car"), background=2)
+    true = np.array([0, 1, 2, 3, 2, 2])
+    predicted = np.array([1, 0, 2, 3, 3, 2])  # 0 and 1 swapped: still foreground; one ground pixel taken for a car
+    scores = metrics.segmentation_scores(metrics.confusion_matrix(true, predicted, 4), classes)
+    assert scores["fg_iou"] == pytest.approx(3 / 4)
+    assert scores["iou_per_class"]["sky"] == 0.0 and scores["iou_per_class"]["car"] == pytest.approx(1 / 2)
+    assert list(scores["dice_per_class"]) == list(classes.names)
+    with pytest.raises(ValueError, match="4 classes"):
+        metrics.segmentation_scores(np.zeros((3, 3)), classes)
+    metric = metrics.ForegroundIoU(background=2)
+    metric.update_state(true.reshape(1, 6, 1), np.eye(4)[predicted].reshape(1, 6, 4))
+    assert float(metric.result()) == pytest.approx(3 / 4)
+    assert metrics.ForegroundIoU.from_config(metric.get_config()).background == 2

@@ -109,7 +109,7 @@ def test_segment_image_returns_maps_at_the_photo_size(tmp_path: Path, saved_mode
     assert set(np.unique(result.clusters)) == {0, 1, 2, 3}
     assert result.num_clusters == 4
 
-    assert result.probabilities.shape == (MODEL_SIZE, MODEL_SIZE, config.NUM_CLASSES)
+    assert result.probabilities.shape == (MODEL_SIZE, MODEL_SIZE, config.OXFORD_PET_CLASSES.num_classes)
     assert result.probabilities.dtype == np.float32
     np.testing.assert_allclose(result.probabilities.sum(axis=-1), 1.0, atol=1e-5)
     # The mask is the model-size argmax, each photo pixel copying its nearest model pixel.
@@ -428,7 +428,7 @@ def test_save_outputs_writes_the_four_pictures(tmp_path: Path, monkeypatch: pyte
     assert painted.shape == (45, 70, 3)
     # Rows 0 and 23, columns 0, 24 and 48 lie in the six blocks: one colour per block.
     blocks = result.mask[::23, ::24]
-    np.testing.assert_array_equal(painted[::23, ::24], visualization.CLASS_COLORS[blocks])
+    np.testing.assert_array_equal(painted[::23, ::24], visualization.class_colors(config.OXFORD_PET_CLASSES)[blocks])
     np.testing.assert_array_equal(painted, visualization.colorize_mask(result.mask))
     clusters = read_rgb(written["clusters"])
     np.testing.assert_array_equal(clusters, visualization.CLUSTER_COLORS[result.clusters])

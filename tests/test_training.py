@@ -109,7 +109,7 @@ def test_a_killed_run_resumes_where_it_stopped_and_keeps_one_row_per_epoch(tmp_p
     assert not (folder / "training" / training.BACKUP_FOLDER).exists()
     assert (
         training.load_trained_model(folder / "unet.keras", image_size=16).output_shape[-1]
-        == config.NUM_CLASSES
+        == config.OXFORD_PET_CLASSES.num_classes
     )
 
 

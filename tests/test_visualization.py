@@ -18,6 +18,8 @@ from unet_clustering import visualization as viz
 # Tests never open windows, whatever display the machine has.
 plt.switch_backend("Agg")
 
+#: The palette of Oxford-IIIT Pet's classes, which the tests' masks use.
+CLASS_COLORS = viz.class_colors(config.OXFORD_PET_CLASSES)
 SIZE = 16
 # The pet square occupies rows and columns TOP..BOTTOM-1 of a background image.
 TOP, BOTTOM = 4, 12
@@ -63,9 +65,9 @@ def legend_labels(legend) -> list[str]:
 
 
 def test_palettes_have_one_distinct_colour_per_class_and_cluster():
-    assert viz.CLASS_COLORS.shape == (config.NUM_CLASSES, 3)
-    assert viz.CLASS_COLORS.dtype == np.uint8
-    assert len({tuple(color) for color in viz.CLASS_COLORS}) == config.NUM_CLASSES
+    assert CLASS_COLORS.shape == (config.OXFORD_PET_CLASSES.num_classes, 3)
+    assert CLASS_COLORS.dtype == np.uint8
+    assert len({tuple(color) for color in CLASS_COLORS}) == config.OXFORD_PET_CLASSES.num_classes
     assert len(viz.CLUSTER_COLORS) >= 20
     assert len({tuple(color) for color in viz.CLUSTER_COLORS}) == len(viz.CLUSTER_COLORS)
     assert tuple(viz.NOISE_COLOR) not in {tuple(color) for color in viz.CLUSTER_COLORS}
@@ -77,7 +79,7 @@ def test_palettes_have_one_distinct_colour_per_class_and_cluster():
         viz.CLUSTER_COLORS[[7, 10, 17]], [(57, 59, 121), (174, 199, 232), (99, 121, 57)]
     )
     with pytest.raises(ValueError):
-        viz.CLASS_COLORS[0, 0] = 1  # read-only, so no notebook can recolour later figures
+        viz.FOREGROUND_COLORS[0, 0] = 1  # read-only, so no notebook can recolour later figures
     with pytest.raises(ValueError):
         viz.CLUSTER_COLORS[0, 0] = 1
 
@@ -104,10 +106,10 @@ def test_colorize_mask_maps_each_class_to_its_palette_colour():
     np.testing.assert_array_equal(painted[0, 0], (230, 159, 0))
     np.testing.assert_array_equal(painted[0, 1], (0, 114, 178))
     np.testing.assert_array_equal(painted[1, 0], (240, 228, 66))
-    for class_index in range(config.NUM_CLASSES):
+    for class_index in range(config.OXFORD_PET_CLASSES.num_classes):
         np.testing.assert_array_equal(
             painted[mask == class_index],
-            np.tile(viz.CLASS_COLORS[class_index], (np.sum(mask == class_index), 1)),
+            np.tile(CLASS_COLORS[class_index], (np.sum(mask == class_index), 1)),
         )
     np.testing.assert_array_equal(viz.colorize_mask(mask[..., None]), painted)
     own_colors = np.array([(1, 2, 3), (4, 5, 6), (7, 8, 9)], dtype=np.uint8)
@@ -184,7 +186,7 @@ def test_overlay_blends_by_alpha():
 def test_overlay_draws_each_region_contour_on_its_boundary_in_the_region_colour():
     image, mask = gradient_image(), square_mask()
     result = viz.overlay(image, mask, alpha=0.0)
-    pet_color, background_color = viz.CLASS_COLORS[config.PET], viz.CLASS_COLORS[config.BACKGROUND]
+    pet_color, background_color = CLASS_COLORS[config.PET], CLASS_COLORS[config.BACKGROUND]
     middle = (TOP + BOTTOM) // 2
     for row, column in [(TOP, middle), (BOTTOM - 1, middle), (middle, TOP), (middle, BOTTOM - 1)]:
         np.testing.assert_array_equal(result[row, column], pet_color, err_msg=f"pet edge at {(row, column)}")
@@ -213,7 +215,7 @@ def test_overlay_contour_thickness_widens_the_outline_on_both_sides():
     image, mask = gradient_image(), square_mask()
     result = viz.overlay(image, mask, alpha=0.0, contour_thickness=3)
     middle = (TOP + BOTTOM) // 2
-    pet_color, background_color = viz.CLASS_COLORS[config.PET], viz.CLASS_COLORS[config.BACKGROUND]
+    pet_color, background_color = CLASS_COLORS[config.PET], CLASS_COLORS[config.BACKGROUND]
     # Thickness 3 draws an outline 4 pixels wide: 2 rows inside the square and 2 outside.
     for row in (TOP, TOP + 1):
         np.testing.assert_array_equal(result[row, middle], pet_color)
@@ -276,8 +278,8 @@ def test_comparison_grid_layout_titles_row_labels_and_legends():
     assert legend_labels(cluster_legend) == ["cluster 0", "noise"]
     np.testing.assert_allclose(cluster_legend.legend_handles[1].get_facecolor()[:3], viz.NOISE_COLOR / 255.0)
     class_legend = next(legend for legend in figure.legends if legend.get_title().get_text() == "classes")
-    assert legend_labels(class_legend) == list(config.CLASS_NAMES)
-    for handle, color in zip(class_legend.legend_handles, viz.CLASS_COLORS, strict=True):
+    assert legend_labels(class_legend) == list(config.OXFORD_PET_CLASSES.names)
+    for handle, color in zip(class_legend.legend_handles, CLASS_COLORS, strict=True):
         np.testing.assert_allclose(handle.get_facecolor()[:3], color / 255.0)
     # The ground-truth panel shows exactly the coloured mask.
     np.testing.assert_array_equal(figure.axes[1].images[0].get_array(), viz.colorize_mask(square_mask()))
@@ -326,7 +328,7 @@ def test_image_mask_grid_shows_n_rows_of_three_panels():
     figure = viz.image_mask_grid(images, masks, n=2)
     assert len(figure.axes) == 2 * 3
     assert [figure.axes[column].get_title() for column in range(3)] == ["image", "mask", "overlay"]
-    assert legend_labels(figure.legends[0]) == list(config.CLASS_NAMES)
+    assert legend_labels(figure.legends[0]) == list(config.OXFORD_PET_CLASSES.names)
     np.testing.assert_array_equal(figure.axes[2].images[0].get_array(), viz.overlay(images[0], masks[0]))
     with pytest.raises(ValueError, match="3 examples but masks has 2"):
         viz.image_mask_grid(images, masks[:2])
@@ -473,15 +475,15 @@ def test_embedding_scatter_one_panel_per_colouring_with_legends():
     figure = viz.embedding_scatter(
         points,
         {"true class": [0, 1, 2, 0], "DBSCAN": [0, 0, -1, 1]},
-        label_names={"true class": config.CLASS_NAMES},
+        label_names={"true class": config.OXFORD_PET_CLASSES.names},
     )
     assert len(figure.axes) == 2
     class_ax, cluster_ax = figure.axes
-    assert legend_labels(class_ax.get_legend()) == list(config.CLASS_NAMES)
+    assert legend_labels(class_ax.get_legend()) == list(config.OXFORD_PET_CLASSES.names)
     assert legend_labels(cluster_ax.get_legend()) == ["noise", "cluster 0", "cluster 1"]
     pet_points = class_ax.collections[0]
     np.testing.assert_array_equal(pet_points.get_offsets(), [[0.0, 0.0], [3.0, 1.0]])
-    np.testing.assert_allclose(pet_points.get_facecolor()[0][:3], viz.CLASS_COLORS[config.PET] / 255.0)
+    np.testing.assert_allclose(pet_points.get_facecolor()[0][:3], CLASS_COLORS[config.PET] / 255.0)
     noise_points = cluster_ax.collections[0]
     np.testing.assert_array_equal(noise_points.get_offsets(), [[2.0, 0.0]])
     np.testing.assert_allclose(noise_points.get_facecolor()[0][:3], viz.NOISE_COLOR / 255.0)
@@ -498,9 +500,9 @@ def test_class_balance_bar_accepts_dicts_and_arrays():
         ax = figure.axes[0]
         assert len(figure.axes) == 1
         assert [patch.get_height() for patch in ax.patches] == [30.0, 60.0, 10.0]
-        assert legend_labels(ax.get_legend()) == list(config.CLASS_NAMES)
+        assert legend_labels(ax.get_legend()) == list(config.OXFORD_PET_CLASSES.names)
         assert [text.get_text() for text in ax.texts] == ["30.0%", "60.0%", "10.0%"]
-        for patch, color in zip(ax.patches, viz.CLASS_COLORS, strict=True):
+        for patch, color in zip(ax.patches, CLASS_COLORS, strict=True):
             np.testing.assert_allclose(patch.get_facecolor()[:3], color / 255.0)
     by_index = viz.class_balance_bar({2: 5, 0: 15})
     assert [patch.get_height() for patch in by_index.axes[0].patches] == [15.0, 0.0, 5.0]

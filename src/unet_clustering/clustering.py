@@ -33,22 +33,27 @@ def knee_index(x, y):
 NOISE = -1
 
 
-def match_clusters(cluster_labels, true_labels, num_classes=config.NUM_CLASSES):
-    """{cluster: class}: Hungarian matching when there are at most as many clusters as classes, else majority."""
+def match_clusters(cluster_labels, true_labels, num_classes=None):
+    """{cluster: class}: Hungarian matching when there are at most as many clusters as classes, else majority.
+
+    `num_classes` defaults to the number of classes of the data that `01_data` chose.
+    """
+    num_classes = num_classes or config.dataset_classes().num_classes
     clusters, truth = np.ravel(cluster_labels), np.ravel(true_labels)
     ids = np.unique(clusters[clusters != NOISE])
     if not len(ids):  # every point is noise
         return {}
     table = np.array([np.bincount(truth[clusters == cluster], minlength=num_classes) for cluster in ids])
     if len(ids) <= num_classes:
-        rows, classes = linear_sum_assignment(table, maximize=True)
+        rows, matched = linear_sum_assignment(table, maximize=True)
     else:
-        rows, classes = np.arange(len(ids)), table.argmax(axis=1)
-    return {int(ids[row]): int(label) for row, label in zip(rows, classes, strict=True)}
+        rows, matched = np.arange(len(ids)), table.argmax(axis=1)
+    return {int(ids[row]): int(label) for row, label in zip(rows, matched, strict=True)}
 
 
-def cluster_scores(cluster_labels, true_labels, num_classes=config.NUM_CLASSES):
+def cluster_scores(cluster_labels, true_labels, num_classes=None):
     """Matched mean IoU and pixel accuracy of clusters (noise counts as wrong), and their ARI, NMI and AMI."""
+    num_classes = num_classes or config.dataset_classes().num_classes
     clusters, truth = np.ravel(cluster_labels), np.ravel(true_labels)
     mapping = match_clusters(clusters, truth, num_classes)
     # Noise and unmatched clusters go to an extra column, "unassigned": never right, never a true class.

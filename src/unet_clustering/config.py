@@ -1,4 +1,4 @@
-"""Run profiles, class names, and every artifact the notebooks exchange.
+"""Run profiles, the classes of the data, and every artifact the notebooks exchange.
 
 This module imports no deep-learning framework, so it is cheap to import anywhere (tests, the
 command line, a machine without TensorFlow).
@@ -13,6 +13,7 @@ training split.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import math
@@ -24,10 +25,38 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-#: Trimap classes after subtracting 1 from the stored values 1, 2, 3.
-CLASS_NAMES: tuple[str, ...] = ("pet", "background", "border")
-NUM_CLASSES: int = len(CLASS_NAMES)
-PET, BACKGROUND, BORDER = range(NUM_CLASSES)
+
+@dataclasses.dataclass(frozen=True)
+class Classes:
+    """The classes of a dataset's masks: their names (class ``i`` is ``names[i]``) and the background.
+
+    "Foreground" means every class but the background: the pet and its border in Oxford-IIIT Pet, the
+    one white class of a black-and-white mask.
+    """
+
+    names: tuple[str, ...]
+    background: int
+
+    def __post_init__(self) -> None:
+        if len(self.names) < 2 or not 0 <= self.background < len(self.names):
+            raise ValueError(f"Two or more classes and a background among them are needed; got {self}.")
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.names)
+
+    @property
+    def foreground(self) -> tuple[int, ...]:
+        return tuple(index for index in range(self.num_classes) if index != self.background)
+
+    def describe(self) -> str:
+        listed = ", ".join(f"{index} = {name}" for index, name in enumerate(self.names))
+        return f"{self.num_classes} classes ({listed}); background: {self.names[self.background]}"
+
+
+#: Oxford-IIIT Pet's trimap classes, after subtracting 1 from the stored values 1, 2, 3.
+OXFORD_PET_CLASSES = Classes(("pet", "background", "border"), background=1)
+PET, BACKGROUND, BORDER = range(OXFORD_PET_CLASSES.num_classes)
 
 #: GitHub ``owner/name`` of this project: the Colab badges and the notebooks' install cells use it.
 #: Change it everywhere at once with ``python tools/set_repository.py OWNER/NAME``.
@@ -35,6 +64,8 @@ REPOSITORY = "unet-clustering/unet-clustering"
 
 PROFILE_ENV = "UNET_PROFILE"
 ARTIFACTS_ENV = "UNET_ARTIFACTS_DIR"
+#: A folder of your own images and masks (``01_data`` explains its layout) to use instead of Oxford-IIIT Pet.
+DATASET_ENV = "UNET_DATASET_DIR"
 DEFAULT_SEED = 42
 
 
@@ -292,6 +323,40 @@ def check_same_model(record: dict[str, Any], model_path: Path, key: str, path: P
             f"{path or ARTIFACTS[key][0]} was made with another model than {model_path} (trained again since?). "
             f"Run notebooks/{maker} again to remake it with this model."
         )
+
+
+def dataset_folder() -> str | None:
+    """The folder of images and masks this run uses, or ``None`` for Oxford-IIIT Pet.
+
+    What ``01_data`` recorded in ``artifacts/dataset.json``; before it has run, ``$UNET_DATASET_DIR``.
+    """
+    path = artifact("dataset")
+    if path.exists():
+        return read_json(path).get("folder")
+    return os.environ.get(DATASET_ENV, "").strip() or None
+
+
+def dataset_classes() -> Classes:
+    """The classes of the data this run uses, as ``01_data`` recorded them in ``artifacts/dataset.json``.
+
+    Before ``01_data`` has run, Oxford-IIIT Pet's, unless ``$UNET_DATASET_DIR`` names a folder of your
+    own, whose classes only ``01_data`` finds out.
+    """
+    path = artifact("dataset")
+    if not path.exists():
+        if os.environ.get(DATASET_ENV, "").strip():
+            require_artifact("dataset")  # raises, naming the notebook that finds the classes
+        return OXFORD_PET_CLASSES
+    return _recorded_classes(str(path), path.stat().st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=8)
+def _recorded_classes(path: str, modified_ns: int) -> Classes:
+    """The classes in a dataset record, read once per version of the file (plots ask for them often)."""
+    record = read_json(Path(path))
+    names = tuple(record.get("class_names", OXFORD_PET_CLASSES.names))
+    background = record.get("background", names.index("background") if "background" in names else 0)
+    return Classes(names, background)
 
 
 COLAB_DRIVE_MOUNT = "/content/drive"

@@ -5,12 +5,18 @@ two official archives (about 800 MB). Offline, ``$OXFORD_PETS_DIR`` (or ``local_
 local copy: a folder in the official layout, or a folder holding the two archives. The copy is
 checked, packed into tfds' download folder, and prepared once into a folder named by a digest of its
 files. Trimaps store 1 = pet, 2 = background, 3 = border; the pipelines subtract 1.
+
+A run may use a folder of your own images and masks instead (``01_data``'s ``DATASET_DIR``, or
+``$UNET_DATASET_DIR``; :mod:`unet_clustering.folders` describes the layout). :func:`choose_dataset`
+records the choice in ``artifacts/dataset.json`` and :func:`load` follows it, so every notebook reads
+the same data through the same pipelines.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import io
 import json
@@ -30,7 +36,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from unet_clustering import config
+from unet_clustering import config, folders
 
 # Without this, TensorFlow may wait on a cloud-metadata probe before touching the file system.
 os.environ.setdefault("NO_GCE_CHECK", "true")
@@ -42,8 +48,6 @@ DATASET_NAME = "oxford_iiit_pet"
 SOURCE_ENV = "OXFORD_PETS_DIR"
 #: Where prepared copies of a local source go (default: ``<project>/data/tfds``).
 PREPARED_ENV = "UNET_TFDS_DIR"
-CLASS_NAMES = config.CLASS_NAMES
-NUM_CLASSES = config.NUM_CLASSES
 #: Stored trimap value of class 0 (pet); 2 is background and 3 the border.
 TRIMAP_OFFSET = 1
 ARCHIVE_NAMES = ("images.tar.gz", "annotations.tar.gz")
@@ -73,13 +77,15 @@ class _Unusable(Exception):
 class DataSource:
     """Where ``tfds.load`` reads from, and what the local copy's check found."""
 
-    kind: str  # "tfds" (download or already prepared) | "local-folder" | "local-archives"
+    kind: str  # "tfds" (download or already prepared) | "local-folder" | "local-archives" | "folder"
     data_dir: str | None  # None: tfds' default data dir
     local_path: str | None = None
     report: dict[str, Any] = dataclasses.field(default_factory=dict)
     prepare_s: float = 0.0
 
     def describe(self) -> str:
+        if self.kind == "folder":
+            return f"your folder {self.local_path}"
         if self.kind == "tfds":
             return f"tfds download/cache in {self.data_dir or _default_data_dir()}"
         return f"local copy {self.local_path} (prepared in {self.data_dir})"
@@ -421,6 +427,12 @@ def _add_member(archive: tarfile.TarFile, name: str, payload: bytes) -> None:
 
 def report_summary(report: dict[str, Any]) -> str:
     """One readable paragraph about what the local copy's check changed or left out."""
+    if report.get("folder"):
+        lines = [f"{report['pairs']} images with a mask of the same name."]
+        if report["unpaired"]:
+            lines.append(f"{len(report['unpaired'])} file(s) without a partner, not used:")
+            lines += [f"  - {item}" for item in report["unpaired"]]
+        return "\n".join(lines)
     if not report.get("checked"):
         return "Local archives used as they are."
     lines = [f"Kept {report['kept']} of the listed {report['listed']} examples."]
@@ -451,12 +463,18 @@ def load(
     local_dir: str | os.PathLike | None = None,
     data_dir: str | None = None,
     **load_kwargs: Any,
-) -> tuple[Any, tfds.core.DatasetInfo, DataSource]:
-    """``tfds.load('oxford_iiit_pet')``, the same call online and offline.
+) -> tuple[Any, Any, DataSource]:
+    """The data of this run: ``tfds.load('oxford_iiit_pet')``, online or offline, or a folder of your own.
 
     Returns ``(datasets, info, source)``: one ``tf.data.Dataset`` of raw examples (``image``,
-    ``segmentation_mask``, ``label``, ``species``, ``file_name``, ``head_bbox``) per split.
+    ``segmentation_mask``, ``label``, ``species``, ``file_name``) per split. Which data is the run's
+    choice that ``01_data`` recorded (:func:`choose_dataset`). A folder's examples come in the trimap's
+    form, class ``i`` stored as ``i + 1`` (:data:`TRIMAP_OFFSET`), with ``label`` and ``species`` -1,
+    so that one pipeline serves both.
     """
+    folder = config.dataset_folder()
+    if folder is not None:
+        return load_folder(folder, split)
     source = resolve_source(local_dir, data_dir)
     split = list(split) if isinstance(split, (list, tuple)) else split
     datasets, info = tfds.load(
@@ -465,12 +483,109 @@ def load(
     return datasets, info, source
 
 
+@dataclasses.dataclass(frozen=True)
+class SplitCount:
+    num_examples: int
+
+
+@dataclasses.dataclass(frozen=True)
+class FolderInfo:
+    """What ``tfds.load`` would say about a folder: its name, splits, features and classes."""
+
+    name: str
+    splits: dict[str, SplitCount]
+    features: dict[str, tf.TensorSpec]
+    classes: config.Classes
+
+
+FOLDER_FEATURES = {
+    "image": tf.TensorSpec((None, None, 3), tf.uint8),
+    "segmentation_mask": tf.TensorSpec((None, None, 1), tf.uint8),
+    "label": tf.TensorSpec((), tf.int64),
+    "species": tf.TensorSpec((), tf.int64),
+    "file_name": tf.TensorSpec((), tf.string),
+}
+
+
+@functools.lru_cache(maxsize=4)
+def _scanned(root: str, stamp: tuple) -> folders.FolderDataset:
+    """Scan a folder once per process while it is unchanged (``stamp``: its files' modification times)."""
+    return folders.scan_folder(root, seed=config.DEFAULT_SEED)
+
+
+def scan(folder: str | os.PathLike) -> folders.FolderDataset:
+    """:func:`folders.scan_folder` with the project's split seed, cached while the folder is unchanged."""
+    root = Path(folder).expanduser().resolve()
+    watched = [root, root / "images", root / "masks", root / folders.CLASSES_FILE]
+    watched += [root / name for name in folders.SPLIT_LISTS.values()]
+    stamp = tuple(path.stat().st_mtime_ns if path.exists() else None for path in watched)
+    return _scanned(str(root), stamp)
+
+
+def load_folder(folder: str | os.PathLike, split: str | list[str]) -> tuple[Any, FolderInfo, DataSource]:
+    """A folder of images and masks (see :mod:`unet_clustering.folders`) as tfds-like examples."""
+    found = scan(folder)
+    # Class i is stored as values[i] in the files and as i + TRIMAP_OFFSET in the examples.
+    lookup = np.zeros(max(found.values) + 1, np.uint8)
+    lookup[list(found.values)] = np.arange(found.num_classes) + TRIMAP_OFFSET
+
+    def examples(pairs):
+        def generate():
+            for image_path, mask_path in pairs:
+                yield {
+                    "image": folders.read_image(image_path),
+                    "segmentation_mask": lookup[folders.read_mask(mask_path)][..., None],
+                    "label": -1,
+                    "species": -1,
+                    "file_name": image_path.name,
+                }
+
+        generated = tf.data.Dataset.from_generator(generate, output_signature=FOLDER_FEATURES)
+        return generated.apply(tf.data.experimental.assert_cardinality(len(pairs)))
+
+    names = [split] if isinstance(split, str) else list(split)
+    unknown = [name for name in names if name not in found.splits]
+    if unknown:
+        raise ValueError(f"No split {unknown[0]!r} in {found.root}; its splits are {sorted(found.splits)}.")
+    info = FolderInfo(
+        name=found.root.name,
+        splits={name: SplitCount(len(pairs)) for name, pairs in found.splits.items()},
+        features=FOLDER_FEATURES,
+        classes=config.Classes(found.class_names, found.background),
+    )
+    report = {"folder": True, "pairs": sum(map(len, found.splits.values())), "unpaired": list(found.unpaired)}
+    source = DataSource(kind="folder", data_dir=None, local_path=str(found.root), report=report)
+    datasets = [examples(found.splits[name]) for name in names]
+    return (datasets[0] if isinstance(split, str) else datasets), info, source
+
+
+def choose_dataset(folder: str | os.PathLike | None = None) -> config.Classes:
+    """Choose the data of this run and record it, with its classes, in ``artifacts/dataset.json``.
+
+    ``folder`` (else ``$UNET_DATASET_DIR``) names a folder of your own images and masks; without one
+    the run uses Oxford-IIIT Pet. The folder is checked file by file here, so that a bad file stops
+    the first notebook with its name. Every later :func:`load`, in this notebook and the next ones,
+    reads this record.
+    """
+    folder = folder or os.environ.get(config.DATASET_ENV, "").strip() or None
+    if folder is None:
+        record = {"dataset": DATASET_NAME, "folder": None, "classes": config.OXFORD_PET_CLASSES}
+    else:
+        found = scan(folder)
+        classes = config.Classes(found.class_names, found.background)
+        record = {"dataset": found.root.name, "folder": str(found.root), "classes": classes}
+    classes = record.pop("classes")
+    record |= {"class_names": list(classes.names), "background": classes.background}
+    config.write_json(config.artifact("dataset"), record)
+    return classes
+
+
 def find_example(
     file_name: str, split: str = "test", local_dir: str | os.PathLike | None = None
 ) -> dict[str, Any]:
     """One raw example at full resolution, by file name (``"Abyssinian_201.jpg"``), as numpy values.
 
-    ``segmentation_mask`` holds the trimap's stored values 1-3.
+    ``segmentation_mask`` holds the stored values: class ``i`` as ``i + 1``.
     """
     (examples,), _, _ = load([split], local_dir=local_dir)
     wanted = tf.constant(file_name)
@@ -481,14 +596,19 @@ def find_example(
 
 
 def label_names() -> dict[str, list[str]]:
-    """Names of the ``label`` (37 breeds) and ``species`` (cat, dog) fields, as tfds declares them."""
+    """Names of the ``label`` (37 breeds) and ``species`` (cat, dog) fields, as tfds declares them.
+
+    A folder of your own names neither: both lists are empty.
+    """
+    if config.dataset_folder() is not None:
+        return {"label": [], "species": []}
     features = tfds.builder(DATASET_NAME, data_dir=prepared_root()).info.features
     return {"label": list(features["label"].names), "species": list(features["species"].names)}
 
 
 # ---- Exported from notebooks/01_data.ipynb: edit the notebook, then run `make export`. ----
 def preprocess(example, image_size):
-    """Resize one tfds example: the photo bilinearly to [0, 1], the trimap by nearest neighbour to classes 0-2."""
+    """Resize one tfds example: the photo bilinearly to [0, 1], the trimap by nearest neighbour to classes 0, 1, ..."""
     image = tf.cast(example["image"], tf.float32) / 255.0
     image = tf.image.resize(image, (image_size, image_size), antialias=True)
     mask = tf.image.resize(example["segmentation_mask"], (image_size, image_size), method="nearest")

@@ -46,7 +46,7 @@ def sample_pixels(masks, pixels_per_image, seed):
     image_index, pixel_index = [], []
     for index, mask in enumerate(masks):
         flat = np.asarray(mask).ravel()
-        counts = np.bincount(flat, minlength=config.NUM_CLASSES)
+        counts = np.bincount(flat)
         present = [label for label in np.argsort(counts, kind="stable") if counts[label]]
         budget = min(pixels_per_image, flat.size)
         for position, label in enumerate(present):

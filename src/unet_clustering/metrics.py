@@ -37,8 +37,9 @@ def ce_dice_loss(y_true, y_pred):
 LOSSES = {"ce": cross_entropy_loss, "dice": soft_dice_loss, "ce+dice": ce_dice_loss}
 
 
-def confusion_matrix(true_masks, predicted_masks, num_classes=config.NUM_CLASSES):
-    """cm[t, p]: the number of pixels of true class t predicted as class p."""
+def confusion_matrix(true_masks, predicted_masks, num_classes=None):
+    """cm[t, p]: the number of pixels of true class t predicted as class p (of `num_classes`, default: the data's)."""
+    num_classes = num_classes or config.dataset_classes().num_classes
     true_masks, predicted_masks = np.asarray(true_masks).ravel(), np.asarray(predicted_masks).ravel()
     if true_masks.size != predicted_masks.size:
         raise ValueError(f"{true_masks.size} true pixels but {predicted_masks.size} predicted ones.")
@@ -57,39 +58,43 @@ def ratio(numerator, denominator):
     return np.divide(numerator, denominator, out=np.full(numerator.shape, np.nan), where=denominator > 0)
 
 
-def segmentation_scores(cm):
-    """Every metric of the project from one confusion matrix (rows: truth, columns: prediction)."""
+def segmentation_scores(cm, classes=None):
+    """Every metric of the project from one confusion matrix (rows: truth, columns: prediction) of `classes`."""
+    classes = classes or config.dataset_classes()
     cm = np.asarray(cm, dtype=np.float64)
+    if cm.shape != (classes.num_classes, classes.num_classes):
+        raise ValueError(
+            f"a confusion matrix of {classes.num_classes} classes is {classes.num_classes} x {classes.num_classes}; got {cm.shape}."
+        )
     true_positive = np.diag(cm)
     false_positive = cm.sum(axis=0) - true_positive
     false_negative = cm.sum(axis=1) - true_positive
     iou = ratio(true_positive, true_positive + false_positive + false_negative)
-    foreground, background = [c for c in range(len(cm)) if c != config.BACKGROUND], config.BACKGROUND
+    dice = ratio(2 * true_positive, 2 * true_positive + false_positive + false_negative)
+    foreground, background = list(classes.foreground), classes.background
     fg_tp = cm[np.ix_(foreground, foreground)].sum()
     fg_fp, fg_fn = cm[background, foreground].sum(), cm[foreground, background].sum()
-    pet = config.PET
     return {
         "fg_iou": float(ratio(fg_tp, fg_tp + fg_fp + fg_fn)),
         "fg_dice": float(ratio(2 * fg_tp, 2 * fg_tp + fg_fp + fg_fn)),
-        "pet_dice": float(
-            ratio(2 * true_positive[pet], 2 * true_positive[pet] + false_positive[pet] + false_negative[pet])
-        ),
         "mean_iou": float(np.nanmean(iou)) if np.isfinite(iou).any() else np.nan,
         "pixel_accuracy": float(ratio(true_positive.sum(), cm.sum())),
-        "iou_per_class": {name: float(value) for name, value in zip(config.CLASS_NAMES, iou, strict=True)},
+        "iou_per_class": {name: float(value) for name, value in zip(classes.names, iou, strict=True)},
+        "dice_per_class": {name: float(value) for name, value in zip(classes.names, dice, strict=True)},
     }
 
 
 @keras.saving.register_keras_serializable(package="unet_clustering")
 class ForegroundIoU(keras.metrics.IoU):
-    """Foreground IoU (pet + border against background) from logits, over every pixel seen."""
+    """Foreground IoU (every class but `background` against it) from logits, over every pixel seen."""
 
-    def __init__(self, name="fg_iou", dtype="float32"):
+    def __init__(self, background=None, name="fg_iou", dtype="float32"):
         super().__init__(num_classes=2, target_class_ids=[1], name=name, dtype=dtype)
+        self.background = config.dataset_classes().background if background is None else int(background)
 
     def update_state(self, y_true, y_pred, sample_weight=None):
-        true_foreground = keras.ops.not_equal(keras.ops.squeeze(y_true, axis=-1), config.BACKGROUND)
-        predicted_foreground = keras.ops.not_equal(keras.ops.argmax(y_pred, axis=-1), config.BACKGROUND)
+        true_foreground = keras.ops.not_equal(keras.ops.squeeze(y_true, axis=-1), self.background)
+        predicted_foreground = keras.ops.not_equal(keras.ops.argmax(y_pred, axis=-1), self.background)
         return super().update_state(
             keras.ops.cast(true_foreground, "int32"),
             keras.ops.cast(predicted_foreground, "int32"),
@@ -97,7 +102,7 @@ class ForegroundIoU(keras.metrics.IoU):
         )
 
     def get_config(self):
-        return {"name": self.name, "dtype": self.dtype}
+        return {"background": self.background, "name": self.name, "dtype": self.dtype}
 
 
 # ---- End of the code exported from notebooks/03_training.ipynb. ----

@@ -137,7 +137,7 @@ def _rgb_pixels(picture: Image.Image) -> np.ndarray:
 class SegmentationResult:
     """What :func:`segment_image` found in one photo of ``H x W`` pixels."""
 
-    mask: np.ndarray  #: (H, W) uint8 classes of ``config.CLASS_NAMES``
+    mask: np.ndarray  #: (H, W) uint8 classes of the data (``config.dataset_classes()``)
     clusters: np.ndarray  #: (H, W) int32 k-means labels, cluster 0 the largest
     overlay: np.ndarray  #: (H, W, 3) uint8: the photo, the mask blended over it and outlined
     probabilities: np.ndarray  #: (S, S, C) float32 at the model's input size S
@@ -232,7 +232,7 @@ def segment_image(photo, model=None, num_clusters=None, flip=True, seed=config.D
 
 def segment_frame(model: keras.Model, frame: np.ndarray, flip: bool = False) -> np.ndarray:
     """The U-Net's class mask of one video frame (or photo), ``(H, W)`` uint8 classes of
-    ``config.CLASS_NAMES`` at the frame's own size, without the clustering of :func:`segment_image`.
+    ``config.dataset_classes()`` at the frame's own size, without the clustering of :func:`segment_image`.
 
     ``model`` is a Keras model, or anything with its ``input_shape`` and ``predict_on_batch``; ``frame``
     is RGB ``(H, W, 3)``, uint8 or float in [0, 1]; ``flip`` averages in the mirror image (twice the work). The model sees the frame squashed to its input size, as :func:`segment_image`

@@ -256,10 +256,11 @@ def load_trained_model(path: Path | None = None, image_size: int | None = None) 
         model = keras.saving.load_model(path, compile=False)
     except Exception as error:  # noqa: BLE001 - any failure to read means the same to the user
         raise IncompatibleModelError(f"{unreadable} ({type(error).__name__}: {str(error)[:200]})") from None
-    if model.output_shape[-1] != config.NUM_CLASSES:
+    classes = config.dataset_classes()
+    if model.output_shape[-1] != classes.num_classes:
         raise IncompatibleModelError(
-            f"{path} predicts {model.output_shape[-1]} classes, not the {config.NUM_CLASSES} of "
-            f"{config.CLASS_NAMES}; {rerun}."
+            f"{path} predicts {model.output_shape[-1]} classes, not the {classes.num_classes} of the data that "
+            f"notebooks/01_data.ipynb chose ({', '.join(classes.names)}); {rerun}."
         )
     model_size = model.input_shape[1]
     if image_size is not None and model_size is not None and model_size != image_size:

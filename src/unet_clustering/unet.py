@@ -12,8 +12,6 @@ import warnings
 
 import keras
 
-from unet_clustering import config
-
 # ---- Exported from notebooks/02_unet.ipynb: edit the notebook, then run `make export`. ----
 #: Batch norm's moving averages follow about the last 1 / (1 - momentum) steps. Keras' 0.99 would lag far
 #: behind the weights when an epoch of a few hundred images is only a few dozen steps.
@@ -46,7 +44,7 @@ def decoder(x, skips, base_filters):
     return x
 
 
-def build_unet(image_size=128, num_classes=config.NUM_CLASSES, base_filters=32, depth=4, name="unet"):
+def build_unet(image_size=128, num_classes=3, base_filters=32, depth=4, name="unet"):
     """An uncompiled U-Net: images (batch, S, S, 3) in [0, 1] to logits (batch, S, S, num_classes)."""
     step = 2**depth
     if image_size % step:
@@ -90,7 +88,7 @@ MOBILENET_TAPS = (
 )
 
 
-def build_mobilenet_unet(image_size=128, num_classes=config.NUM_CLASSES, base_filters=32, weights="imagenet"):
+def build_mobilenet_unet(image_size=128, num_classes=3, base_filters=32, weights="imagenet"):
     """A U-Net whose encoder is MobileNetV2 (ImageNet weights where they download, else random)."""
     if image_size % 32 or image_size < 32:
         raise ValueError(

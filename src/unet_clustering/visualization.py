@@ -1,8 +1,8 @@
 """Every picture the notebooks draw: masks, overlays, grids, curves and cluster plots.
 
-One palette for the classes, :data:`CLASS_COLORS`, and one for clusters, :data:`CLUSTER_COLORS`,
-so a colour means the same thing in every figure, and every figure of masks or clusters has a
-legend. Functions that draw return a :class:`matplotlib.figure.Figure` and never call
+One palette for the classes, :func:`class_colors` (from the classes of the data that ``01_data``
+chose), and one for clusters, :data:`CLUSTER_COLORS`, so a colour means the same thing in every
+figure, and every figure of masks or clusters has a legend. Functions that draw return a :class:`matplotlib.figure.Figure` and never call
 ``plt.show()``: in Jupyter, assign the result (``figure = comparison_grid(...)``), since the inline
 backend already shows every figure a cell makes. Images may be float in ``[0, 1]`` or ``uint8``;
 masks ``(H, W)`` or ``(H, W, 1)``; arrays from any Keras backend pass through ``numpy.asarray``.
@@ -77,7 +77,8 @@ def _cluster_look(label: int) -> tuple[str, np.ndarray]:
 def _add_legend(figure: Figure, cluster_labels: Any = None, below: bool = False) -> None:
     """Add a legend of the classes, or of the clusters in ``cluster_labels`` (noise last)."""
     if cluster_labels is None:
-        title, entries = "classes", list(zip(config.CLASS_NAMES, CLASS_COLORS / 255, strict=True))
+        classes = config.dataset_classes()
+        title, entries = "classes", list(zip(classes.names, class_colors(classes) / 255, strict=True))
     else:
         ordered = sorted(np.unique(cluster_labels).tolist(), key=lambda label: (label == -1, label))
         title, entries = "clusters", [_cluster_look(label) for label in ordered]
@@ -384,8 +385,8 @@ def embedding_scatter(
 
     ``points_2d``: ``(N, 2)``. ``colour_by``: title -> N integer labels, e.g. ``{"true class": y,
     "k-means": clusters}``. ``label_names``: title -> names of the labels (a sequence indexed by
-    label, or a dict label -> name). A colouring named with ``config.CLASS_NAMES`` uses
-    :data:`CLASS_COLORS`; any other uses :data:`CLUSTER_COLORS`, with noise (``-1``) grey.
+    label, or a dict label -> name). A colouring named with the data's class names uses
+    :func:`class_colors`; any other uses :data:`CLUSTER_COLORS`, with noise (``-1``) grey.
     """
     points = np.asarray(points_2d, dtype=np.float64)
     if points.ndim != 2 or points.shape[1] != 2:
@@ -397,11 +398,14 @@ def embedding_scatter(
         if len(labels) != len(points):
             raise ValueError(f"colour_by[{title!r}]: {len(labels)} labels but points_2d has {len(points)}.")
         names = (label_names or {}).get(title)
-        is_class = names is not None and tuple(map(str, names)) == config.CLASS_NAMES
+        classes = config.dataset_classes()
+        is_class = names is not None and tuple(map(str, names)) == classes.names
         names = dict(names) if isinstance(names, Mapping) else dict(enumerate(names or ()))
         # Noise first, so that the clusters are drawn on top of it.
         for label in sorted(np.unique(labels).tolist(), key=lambda value: (value != -1, value)):
-            default, color = (str(label), CLASS_COLORS[label] / 255) if is_class else _cluster_look(label)
+            default, color = (
+                (str(label), class_colors(classes)[label] / 255) if is_class else _cluster_look(label)
+            )
             x, y = points[labels == label].T
             ax.scatter(x, y, s=point_size, color=[color], label=str(names.get(label, default)), linewidths=0)
         ax.set(title=title, xticks=[], yticks=[])
@@ -409,14 +413,14 @@ def embedding_scatter(
     return figure
 
 
-def class_balance_bar(
-    counts: Any, names: Sequence[str] = config.CLASS_NAMES, title: str | None = None
-) -> Figure:
-    """Bars of the pixel count of each class in :data:`CLASS_COLORS`, labelled with their shares.
+def class_balance_bar(counts: Any, names: Sequence[str] | None = None, title: str | None = None) -> Figure:
+    """Bars of the pixel count of each class in :func:`class_colors`, labelled with their shares.
 
-    ``counts``: an array aligned with ``names``, or a dict keyed by class name or class index.
+    ``counts``: an array aligned with ``names`` (default: the data's class names), or a dict keyed by
+    class name or class index. Names other than the data's classes get the cluster colours.
     """
-    names = [str(name) for name in names]
+    classes = config.dataset_classes()
+    names = [str(name) for name in (classes.names if names is None else names)]
     if isinstance(counts, Mapping):
         unknown = [key for key in counts if key not in names and key not in range(len(names))]
         if unknown:
@@ -425,7 +429,7 @@ def class_balance_bar(
     values = np.asarray(counts, dtype=np.float64).ravel()
     if values.shape != (len(names),):
         raise ValueError(f"counts has {values.size} entries but names has {len(names)}; they must match.")
-    palette = CLASS_COLORS if len(names) <= len(CLASS_COLORS) else CLUSTER_COLORS
+    palette = class_colors(classes) if tuple(names) == classes.names else CLUSTER_COLORS
     colors = palette[np.arange(len(names)) % len(palette)] / 255
     figure, ax = plt.subplots(figsize=(1.2 * len(names) + 2.5, 3.5), layout="constrained")
     bars = ax.bar(names, values, color=colors, edgecolor="black", label=names)
@@ -486,8 +490,12 @@ def save_image(path: str | Path, array: Any) -> Path:
 
 
 # ---- Exported from notebooks/06_visualization.ipynb: edit the notebook, then run `make export`. ----
-#: RGB colour of each class, in the order of config.CLASS_NAMES: pet orange, background blue, border yellow.
-CLASS_COLORS = np.array([(230, 159, 0), (0, 114, 178), (240, 228, 66)], dtype=np.uint8)
+#: RGB colour of the background class, and of the other classes in turn (Okabe and Ito's colour-blind-safe set).
+BACKGROUND_COLOR = np.array((0, 114, 178), dtype=np.uint8)
+FOREGROUND_COLORS = np.array(
+    [(230, 159, 0), (240, 228, 66), (86, 180, 233), (0, 158, 115), (213, 94, 0), (204, 121, 167)],
+    dtype=np.uint8,
+)
 
 #: RGB colour of noise (label -1, as DBSCAN and HDBSCAN write it): a grey that no cluster gets.
 NOISE_COLOR = np.array((128, 128, 128), dtype=np.uint8)
@@ -502,8 +510,18 @@ _strong[7], _light[7] = _tab20b[0], _tab20b[4]
 CLUSTER_COLORS = np.round(255 * np.array(_strong + _light)).astype(np.uint8)
 
 # Every figure shares the palettes: editing one by accident fails loudly instead of recolouring later plots.
-for _palette in (CLASS_COLORS, NOISE_COLOR, CLUSTER_COLORS):
+for _palette in (BACKGROUND_COLOR, FOREGROUND_COLORS, NOISE_COLOR, CLUSTER_COLORS):
     _palette.setflags(write=False)
+
+
+def class_colors(classes=None):
+    """RGB colour of each class of `classes` (default: the data's): the background blue, the others in turn."""
+    classes = classes or config.dataset_classes()
+    others = np.concatenate([FOREGROUND_COLORS, CLUSTER_COLORS])  # past six classes, the cluster colours
+    colors = np.empty((classes.num_classes, 3), np.uint8)
+    colors[classes.background] = BACKGROUND_COLOR
+    colors[list(classes.foreground)] = others[np.arange(len(classes.foreground)) % len(others)]
+    return colors
 
 
 def _label_map(labels, argument, image=None):
@@ -520,10 +538,10 @@ def _label_map(labels, argument, image=None):
     return array.astype(np.int64)
 
 
-def colorize_mask(mask, colors=CLASS_COLORS):
-    """Paint a class mask (H, W) as (H, W, 3) uint8 RGB: class c in colors[c]."""
+def colorize_mask(mask, colors=None):
+    """Paint a class mask (H, W) as (H, W, 3) uint8 RGB: class c in colors[c] (default: `class_colors()`)."""
     labels = _label_map(mask, "mask")
-    palette = np.asarray(colors, dtype=np.uint8)
+    palette = np.asarray(class_colors() if colors is None else colors, dtype=np.uint8)
     outside = (labels < 0) | (labels >= len(palette))
     if outside.any():
         raise ValueError(
