@@ -8,22 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from synthetic_folders import make_folder
 
 from unet_clustering import folders
-
-
-def make_folder(root: Path, count: int = 6, classes: int = 4, size=(37, 53), binary: bool = False) -> Path:
-    """``count`` photos of odd size and masks with ``classes`` classes (or 0/255 binary masks)."""
-    (root / "images").mkdir(parents=True)
-    (root / "masks").mkdir()
-    random = np.random.default_rng(0)
-    for index in range(count):
-        photo = random.integers(0, 255, (*size, 3), dtype=np.uint8)
-        labels = np.arange(size[1])[None, :].repeat(size[0], 0) * classes // size[1]
-        labels = (labels > 0) * 255 if binary else labels
-        Image.fromarray(photo).save(root / "images" / f"photo_{index}.jpg")
-        Image.fromarray(labels.astype(np.uint8)).save(root / "masks" / f"photo_{index}.png")
-    return root
 
 
 def test_pairs_classes_and_a_seeded_split(tmp_path: Path) -> None:

@@ -77,7 +77,14 @@ def test_ratio_is_nan_where_the_denominator_is_zero() -> None:
 
 def test_every_score_of_the_hand_example() -> None:
     scores = metrics.segmentation_scores(HAND_CM)
-    assert set(scores) == {"fg_iou", "fg_dice", "mean_iou", "pixel_accuracy", "iou_per_class", "dice_per_class"}
+    assert set(scores) == {
+        "fg_iou",
+        "fg_dice",
+        "mean_iou",
+        "pixel_accuracy",
+        "iou_per_class",
+        "dice_per_class",
+    }
     # pet:        TP 1, FP = column 0 (1+1+1) - 1 = 2, FN = row 0 (1+0+1) - 1 = 1 -> IoU 1/4
     # background: TP 2, FP = column 1 (0+2+0) - 2 = 0, FN = row 1 (1+2+0) - 2 = 1 -> IoU 2/3
     # border:     TP 0, FP = column 2 (1+0+0) - 0 = 1, FN = row 2 (1+0+0) - 0 = 1 -> IoU 0
@@ -289,7 +296,9 @@ def test_foreground_is_every_class_but_the_named_background() -> None:
     # Four classes with the background at index 2: classes 0, 1 and 3 are all foreground.
     classes = config.Classes(("sky", "road", "ground", "car"), background=2)
     true = np.array([0, 1, 2, 3, 2, 2])
-    predicted = np.array([1, 0, 2, 3, 3, 2])  # 0 and 1 swapped: still foreground; one ground pixel taken for a car
+    predicted = np.array(
+        [1, 0, 2, 3, 3, 2]
+    )  # 0 and 1 swapped: still foreground; one ground pixel taken for a car
     scores = metrics.segmentation_scores(metrics.confusion_matrix(true, predicted, 4), classes)
     assert scores["fg_iou"] == pytest.approx(3 / 4)
     assert scores["iou_per_class"]["sky"] == 0.0 and scores["iou_per_class"]["car"] == pytest.approx(1 / 2)

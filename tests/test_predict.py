@@ -428,7 +428,9 @@ def test_save_outputs_writes_the_four_pictures(tmp_path: Path, monkeypatch: pyte
     assert painted.shape == (45, 70, 3)
     # Rows 0 and 23, columns 0, 24 and 48 lie in the six blocks: one colour per block.
     blocks = result.mask[::23, ::24]
-    np.testing.assert_array_equal(painted[::23, ::24], visualization.class_colors(config.OXFORD_PET_CLASSES)[blocks])
+    np.testing.assert_array_equal(
+        painted[::23, ::24], visualization.class_colors(config.OXFORD_PET_CLASSES)[blocks]
+    )
     np.testing.assert_array_equal(painted, visualization.colorize_mask(result.mask))
     clusters = read_rgb(written["clusters"])
     np.testing.assert_array_equal(clusters, visualization.CLUSTER_COLORS[result.clusters])

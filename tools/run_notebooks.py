@@ -99,7 +99,8 @@ def key_figure(notebook: str) -> str:
     with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
         if notebook.startswith("01"):
             described = config.read_json(config.artifact("dataset"))
-            return f"{described['counts']} from {described['source']}"
+            classes = ", ".join(described["class_names"])
+            return f"{described['counts']} from {described['dataset']} ({described['source']}); classes {classes}"
         if notebook.startswith("03"):
             metrics = config.read_json(config.artifact("metrics"))
             scores = metrics["test_metrics"]
