@@ -12,6 +12,8 @@ PROFILE ?=
 # Empty means: let tfds download the dataset.
 OXFORD_PETS_DIR ?= $(wildcard $(abspath $(CURDIR)/../shared/data/oxford-iiit-pet-sample))
 export OXFORD_PETS_DIR
+# A folder of your own images and masks (notebooks/01_data.ipynb shows the layout); empty: Oxford-IIIT Pet.
+DATASET_DIR ?= $(UNET_DATASET_DIR)
 # Keep TensorFlow's C++ info and warning lines out of executed notebooks and test logs.
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 TEST_ARTIFACTS := $(CURDIR)/outputs/test-artifacts
@@ -32,10 +34,10 @@ $(STAMP): pyproject.toml requirements.txt
 # Its one JSON line goes to the terminal; tfds' and TensorFlow's messages go to outputs/data.log.
 data: $(STAMP)
 	@mkdir -p outputs
-	@$(PYTHON) -m unet_clustering.data 2> outputs/data.log || { cat outputs/data.log; exit 1; }
+	@UNET_DATASET_DIR=$(DATASET_DIR) $(PYTHON) -m unet_clustering.data 2> outputs/data.log || { cat outputs/data.log; exit 1; }
 
 run: data
-	UNET_PROFILE=$(PROFILE) $(PYTHON) tools/run_notebooks.py notebooks --output-dir outputs/notebooks
+	UNET_PROFILE=$(PROFILE) UNET_DATASET_DIR=$(DATASET_DIR) $(PYTHON) tools/run_notebooks.py notebooks --output-dir outputs/notebooks
 
 lint: $(STAMP)
 	$(PYTHON) -m ruff check .
@@ -45,7 +47,7 @@ lint: $(STAMP)
 
 test: lint data
 	rm -rf $(TEST_ARTIFACTS)
-	UNET_PROFILE=smoke UNET_ARTIFACTS_DIR=$(TEST_ARTIFACTS) MPLBACKEND=Agg \
+	UNET_PROFILE=smoke UNET_ARTIFACTS_DIR=$(TEST_ARTIFACTS) UNET_DATASET_DIR= MPLBACKEND=Agg \
 		$(PYTHON) -m pytest tests notebooks --nbval-lax --nbval-cell-timeout=900 -p no:cacheprovider
 
 # Copy the code that notebooks mark with `#| export MODULE` into src/unet_clustering/.

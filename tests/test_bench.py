@@ -11,6 +11,8 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
+from PIL import Image
+from synthetic_pets import GOOD_TEST, GOOD_TRAIN
 
 from unet_clustering import unet
 
@@ -188,3 +190,23 @@ def test_pseudo_labels_runs_notebook_07_and_resumes_from_its_file(bench_env, tmp
     assert again.returncode == 0 and json_lines(again.stdout) == [record]
     assert "teacher, on the labelled images" not in again.stderr
     assert len(out.read_text().splitlines()) == 1
+
+
+def test_binary_masks_writes_a_black_and_white_copy_with_the_official_splits(
+    bench_env, pets_folder, tmp_path
+):
+    copy = tmp_path / "binary"
+    command = [sys.executable, "bench/binary_masks.py", "--source", str(pets_folder), "--folder", str(copy)]
+    finished = run([*command, "--notebooks"], bench_env)
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    (header,) = json_lines(finished.stdout)
+    train = (copy / "train.txt").read_text().split()
+    assert header["train"] == len(train) and header["test"] == len(GOOD_TEST)
+    assert set(GOOD_TRAIN) <= set(train) and not {"Abyssinian_64", "Abyssinian_65"} & set(train)  # no file
+    for name in GOOD_TRAIN:
+        trimap = np.asarray(Image.open(pets_folder / "annotations" / "trimaps" / f"{name}.png"))
+        mask = np.asarray(Image.open(copy / "masks" / f"{name}.png"))
+        np.testing.assert_array_equal(mask, np.where(trimap == 2, 0, 255))
+        assert (copy / "images" / f"{name}.jpg").resolve() == (
+            pets_folder / "images" / f"{name}.jpg"
+        ).resolve()

@@ -48,6 +48,10 @@ def test_list_files_decide_the_split(tmp_path: Path) -> None:
     dataset = folders.scan_folder(root)
     assert [image.stem for image, _ in dataset.splits["train"]] == ["photo_0", "photo_1", "photo_2"]
     assert [image.stem for image, _ in dataset.splits["test"]] == ["photo_5"]
+    assert dataset.unpaired == (
+        f"{root / 'images' / 'photo_3.jpg'} is in neither list file",
+        f"{root / 'images' / 'photo_4.jpg'} is in neither list file",
+    )
     (root / "test.txt").write_text("photo_9\n")
     with pytest.raises(folders.FolderError, match=r"test\.txt lists \['photo_9'\]"):
         folders.scan_folder(root)

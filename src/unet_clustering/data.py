@@ -475,6 +475,16 @@ def load(
     folder = config.dataset_folder()
     if folder is not None:
         return load_folder(folder, split)
+    return load_oxford_pets(split, local_dir, data_dir, **load_kwargs)
+
+
+def load_oxford_pets(
+    split: str | list[str] = ("train", "test"),
+    local_dir: str | os.PathLike | None = None,
+    data_dir: str | None = None,
+    **load_kwargs: Any,
+) -> tuple[Any, tfds.core.DatasetInfo, DataSource]:
+    """``tfds.load('oxford_iiit_pet')``, the same call online and offline."""
     source = resolve_source(local_dir, data_dir)
     split = list(split) if isinstance(split, (list, tuple)) else split
     datasets, info = tfds.load(
@@ -508,18 +518,25 @@ FOLDER_FEATURES = {
 
 
 @functools.lru_cache(maxsize=4)
-def _scanned(root: str, stamp: tuple) -> folders.FolderDataset:
-    """Scan a folder once per process while it is unchanged (``stamp``: its files' modification times)."""
+def _scanned(root: str, stamp: int) -> folders.FolderDataset:
+    """Scan a folder once per process while it is unchanged (``stamp``: a digest of its files' states)."""
     return folders.scan_folder(root, seed=config.DEFAULT_SEED)
 
 
 def scan(folder: str | os.PathLike) -> folders.FolderDataset:
-    """:func:`folders.scan_folder` with the project's split seed, cached while the folder is unchanged."""
+    """:func:`folders.scan_folder` with the project's split seed, cached while no file of the folder changes.
+
+    Every notebook loads the data several times; reading every mask each time would cost seconds per
+    thousand images, while the names, sizes and modification times of the files cost milliseconds.
+    """
     root = Path(folder).expanduser().resolve()
-    watched = [root, root / "images", root / "masks", root / folders.CLASSES_FILE]
-    watched += [root / name for name in folders.SPLIT_LISTS.values()]
-    stamp = tuple(path.stat().st_mtime_ns if path.exists() else None for path in watched)
-    return _scanned(str(root), stamp)
+    states = []
+    for path in (root, root / "images", root / "masks"):
+        with contextlib.suppress(OSError):
+            states += [
+                (entry.path, entry.stat().st_mtime_ns, entry.stat().st_size) for entry in os.scandir(path)
+            ]
+    return _scanned(str(root), hash(tuple(sorted(states))))
 
 
 def load_folder(folder: str | os.PathLike, split: str | list[str]) -> tuple[Any, FolderInfo, DataSource]:
@@ -715,15 +732,22 @@ def array_batches(images, masks, batch_size, seed=config.DEFAULT_SEED):
 
 
 def describe_source(local_dir: str | os.PathLike | None = None) -> dict[str, Any]:
-    """What ``python -m unet_clustering.data`` prints: source and examples per split."""
+    """What ``python -m unet_clustering.data`` prints: source and examples per split.
+
+    It describes the folder that ``$UNET_DATASET_DIR`` names, if any, else Oxford-IIIT Pet.
+    """
     started = time.perf_counter()
-    _, info, source = load(["train", "test"], local_dir=local_dir)
-    counted = ("skipped", "reencoded", "unlisted_images", "duplicates", "in_both_splits")
+    folder = os.environ.get(config.DATASET_ENV, "").strip()
+    if folder:
+        _, info, source = load_folder(folder, ["train", "test"])
+    else:
+        _, info, source = load_oxford_pets(["train", "test"], local_dir=local_dir)
+    counted = ("skipped", "reencoded", "unlisted_images", "duplicates", "in_both_splits", "unpaired")
     return {
-        "dataset": DATASET_NAME,
+        "dataset": info.name,
         "source": source.kind,
         "source_path": source.local_path,
-        "data_dir": source.data_dir or _default_data_dir(),
+        "data_dir": None if source.kind == "folder" else source.data_dir or _default_data_dir(),
         "splits": {name: split.num_examples for name, split in info.splits.items()},
         **{key: len(source.report.get(key, [])) for key in counted},
         "seconds": round(time.perf_counter() - started, 2),
@@ -735,7 +759,10 @@ def main(argv: Iterable[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(
         prog="python -m unet_clustering.data",
-        description="Load Oxford-IIIT Pet through tfds and print one JSON line describing it.",
+        description=(
+            "Load Oxford-IIIT Pet through tfds (or the folder of images and masks that $UNET_DATASET_DIR "
+            "names) and print one JSON line describing it."
+        ),
     )
     parser.add_argument("--local-dir", help=f"local copy of the dataset (default: ${SOURCE_ENV})")
     arguments = parser.parse_args(list(argv) if argv is not None else None)
@@ -743,7 +770,7 @@ def main(argv: Iterable[str] | None = None) -> int:
         # tfds reports its preparation on stdout; stdout keeps only the JSON line.
         with contextlib.redirect_stdout(sys.stderr):
             description = describe_source(arguments.local_dir)
-    except (DatasetUnavailableError, LocalSourceError) as error:
+    except (DatasetUnavailableError, LocalSourceError, folders.FolderError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(json.dumps(description))

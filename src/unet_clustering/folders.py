@@ -32,6 +32,8 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".g
 MASK_SUFFIXES = (".png", ".bmp", ".tif", ".tiff", ".gif")
 CLASSES_FILE = "classes.json"
 SPLIT_LISTS = {"train": "train.txt", "test": "test.txt"}
+#: Classes travel as uint8 values 1, 2, ... through the pipelines (as the trimap's do).
+MAX_CLASSES = 254
 #: Share of the pairs that a seeded split puts in the test split when no list files exist.
 DEFAULT_TEST_FRACTION = 0.2
 
@@ -49,7 +51,8 @@ class FolderDataset:
     class_names: tuple[str, ...]
     background: int  #: the index of the class that is not foreground
     values: tuple[int, ...]  #: the value that stores class i in the mask files
-    unpaired: tuple[str, ...] = ()  #: images without a mask and masks without an image, as messages
+    #: What is left out, as messages: images without a mask, masks without an image, pairs in no list file.
+    unpaired: tuple[str, ...] = ()
 
     @property
     def num_classes(self) -> int:
@@ -174,6 +177,8 @@ def scan_folder(root, seed: int = 42, test_fraction: float = DEFAULT_TEST_FRACTI
             )
         used[mask] = set(np.unique(labels).tolist())
     names, background, values = _classes(root, set().union(*used.values()))
+    if len(names) > MAX_CLASSES:
+        raise FolderError(f"{root} has {len(names)} classes; the pipelines hold at most {MAX_CLASSES}.")
     for mask, found in used.items():
         unknown = sorted(found - set(values))
         if unknown:
@@ -181,4 +186,6 @@ def scan_folder(root, seed: int = 42, test_fraction: float = DEFAULT_TEST_FRACTI
                 f"{mask} holds the value(s) {unknown[:5]}, not among the class values {list(values)}."
             )
     splits = _split(pairs, root, seed, test_fraction)
+    listed = {image.stem for split in splits.values() for image, _ in split}
+    unpaired += [f"{pairs[name][0]} is in neither list file" for name in sorted(set(pairs) - listed)]
     return FolderDataset(root, splits, names, background, values, tuple(unpaired))
