@@ -30,7 +30,7 @@ import numpy as np
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from scale import ROOT, measured, split_lines  # noqa: E402
+from scale import run_notebook, split_lines  # noqa: E402
 
 #: The trimap's stored value of the background; every other value is foreground.
 TRIMAP_BACKGROUND = 2
@@ -79,17 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         env = dict(os.environ, UNET_ARTIFACTS_DIR=str(work / "artifacts"), UNET_PROFILE=profile)
         steps = []
         for number in arguments.notebooks:
-            (notebook,) = sorted((ROOT / "notebooks").glob(f"{number}_*.ipynb"))
-            runner = [
-                sys.executable,
-                "tools/run_notebooks.py",
-                str(notebook),
-                "-p",
-                "DATASET_DIR",
-                str(folder),
-            ]
-            runner += ["--output-dir", str(work / "executed")]
-            steps.append(measured(notebook.stem, runner, env))
+            steps.append(run_notebook(number, env, work / "executed", ("-p", "DATASET_DIR", str(folder))))
             print(json.dumps(steps[-1]), flush=True)
         if steps:
             print(json.dumps({"notebooks_minutes": round(sum(step["seconds"] for step in steps) / 60, 1)}))

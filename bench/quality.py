@@ -68,15 +68,8 @@ def train(arguments: argparse.Namespace, artifacts: Path) -> dict:
 
 
 def summary(report: dict) -> dict:
-    keys = (
-        "fg_iou",
-        "fg_dice",
-        "mean_iou",
-        "pixel_accuracy",
-        "iou_per_class",
-        "dice_per_class",
-        "num_images",
-    )
+    per_class = ("iou_per_class", "dice_per_class")
+    keys = ("fg_iou", "fg_dice", "mean_iou", "pixel_accuracy", *per_class, "num_images")
     return {
         "test": {key: report["test_metrics"][key] for key in keys},
         "test_without_flip": {key: report["without_flip"][key] for key in keys[:-1]},

@@ -87,6 +87,21 @@ def measured(step: str, command: list[str], env: dict[str, str]) -> dict:
     return {"step": step, "seconds": round(seconds, 1), "peak_rss_mb": round(kilobytes / 1024)}
 
 
+def run_notebook(number: str, env: dict[str, str], output: Path, parameters: tuple[str, ...] = ()) -> dict:
+    """Run notebook ``number`` (``"03"``) with ``tools/run_notebooks.py`` and its ``-p NAME VALUE``
+    ``parameters``, measured by :func:`measured`."""
+    (notebook,) = sorted((ROOT / "notebooks").glob(f"{number}_*.ipynb"))
+    runner = [
+        sys.executable,
+        "tools/run_notebooks.py",
+        str(notebook),
+        *parameters,
+        "--output-dir",
+        str(output),
+    ]
+    return measured(notebook.stem, runner, env)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -117,15 +132,7 @@ def main(argv: list[str] | None = None) -> int:
         steps = [measured("prepare the data", [sys.executable, "-m", "unet_clustering.data"], env)]
         print(json.dumps(steps[-1]), flush=True)
         for number in arguments.notebooks:
-            (notebook,) = sorted((ROOT / "notebooks").glob(f"{number}_*.ipynb"))
-            runner = [
-                sys.executable,
-                "tools/run_notebooks.py",
-                str(notebook),
-                "--output-dir",
-                str(folder / "executed"),
-            ]
-            steps.append(measured(notebook.stem, runner, env))
+            steps.append(run_notebook(number, env, folder / "executed"))
             print(json.dumps(steps[-1]), flush=True)
         notebooks = [step for step in steps if step["step"] != "prepare the data"]
         print(

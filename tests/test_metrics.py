@@ -75,16 +75,13 @@ def test_ratio_is_nan_where_the_denominator_is_zero() -> None:
     assert np.isnan(metrics.ratio(0, 0))
 
 
+#: The scores that are one number each (the others are one per class).
+SCALAR_SCORES = ("fg_iou", "fg_dice", "mean_iou", "pixel_accuracy")
+
+
 def test_every_score_of_the_hand_example() -> None:
     scores = metrics.segmentation_scores(HAND_CM)
-    assert set(scores) == {
-        "fg_iou",
-        "fg_dice",
-        "mean_iou",
-        "pixel_accuracy",
-        "iou_per_class",
-        "dice_per_class",
-    }
+    assert set(scores) == {*SCALAR_SCORES, "iou_per_class", "dice_per_class"}
     # pet:        TP 1, FP = column 0 (1+1+1) - 1 = 2, FN = row 0 (1+0+1) - 1 = 1 -> IoU 1/4
     # background: TP 2, FP = column 1 (0+2+0) - 2 = 0, FN = row 1 (1+2+0) - 2 = 1 -> IoU 2/3
     # border:     TP 0, FP = column 2 (1+0+0) - 0 = 1, FN = row 2 (1+0+0) - 0 = 1 -> IoU 0
@@ -97,7 +94,7 @@ def test_every_score_of_the_hand_example() -> None:
     # FP = background called pet or border = cm[1,0] + cm[1,2] = 1, FN = cm[0,1] + cm[2,1] = 0.
     assert scores["fg_iou"] == pytest.approx(3 / 4)
     assert scores["fg_dice"] == pytest.approx(6 / 7)
-    for key in ("fg_iou", "fg_dice", "mean_iou", "pixel_accuracy"):
+    for key in SCALAR_SCORES:
         assert type(scores[key]) is float  # plain floats, ready for JSON
 
 
@@ -134,7 +131,7 @@ def test_scores_of_an_image_without_foreground() -> None:
 
 def test_an_empty_confusion_matrix_has_no_defined_score() -> None:
     scores = metrics.segmentation_scores(np.zeros((3, 3)))
-    for key in ("fg_iou", "fg_dice", "mean_iou", "pixel_accuracy"):
+    for key in SCALAR_SCORES:
         assert math.isnan(scores[key]), key
     assert all(math.isnan(value) for value in scores["iou_per_class"].values())
 
