@@ -10,6 +10,10 @@ trimap says background and 255 where it says pet or border, so the masks carry n
 ``train.txt`` / ``test.txt`` (the official splits). ``--folder`` keeps the copy there; otherwise it
 goes to a temporary folder, deleted at the end. Nothing is copied into the repository.
 
+With ``--train`` and ``--test``, the copy repeats the photos under new names to that size first, as
+``bench/scale.py`` does (3,680 and 3,669 in the full dataset), to time a folder as large as the full
+dataset; repeated photos say nothing about quality.
+
 Then it runs the notebooks (``--notebooks``, default 01-06; none with an empty list) with
 ``tools/run_notebooks.py``, setting only ``DATASET_DIR``, under the profile of ``$UNET_PROFILE``
 (``quick`` by default), and prints one JSON line per notebook (wall time, peak RSS) and one with the
@@ -30,7 +34,7 @@ import numpy as np
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from scale import run_notebook, split_lines  # noqa: E402
+from scale import run_notebook, scaled_copy, split_lines  # noqa: E402
 
 #: The trimap's stored value of the background; every other value is foreground.
 TRIMAP_BACKGROUND = 2
@@ -69,11 +73,20 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--folder", type=Path, help="where to keep the copy (default: a temporary folder)")
     parser.add_argument("--notebooks", nargs="*", default=["01", "02", "03", "04", "05", "06"])
+    parser.add_argument(
+        "--train", type=int, help="repeat the photos to this many trainval names (as scale.py)"
+    )
+    parser.add_argument("--test", type=int, help="and to this many test names (3,669 in the full dataset)")
     arguments = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as temporary:
         work = Path(temporary)
+        source = arguments.source
+        if arguments.train or arguments.test:
+            sizes = {"train": arguments.train or 3680, "test": arguments.test or 3669}
+            scaled_copy(source, work / "scaled", sizes)
+            source = work / "scaled"
         folder = arguments.folder or work / "binary"
-        counts = binary_copy(arguments.source, folder)
+        counts = binary_copy(source, folder)
         profile = os.environ.get("UNET_PROFILE") or "quick"
         print(json.dumps({"folder": str(folder), **counts, "profile": profile}), flush=True)
         env = dict(os.environ, UNET_ARTIFACTS_DIR=str(work / "artifacts"), UNET_PROFILE=profile)
