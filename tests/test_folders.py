@@ -52,6 +52,9 @@ def test_list_files_decide_the_split(tmp_path: Path) -> None:
         f"{root / 'images' / 'photo_3.jpg'} is in neither list file",
         f"{root / 'images' / 'photo_4.jpg'} is in neither list file",
     )
+    (root / "test.txt").unlink()
+    with pytest.raises(folders.FolderError, match=r"train\.txt has no partner"):
+        folders.scan_folder(root)
     (root / "test.txt").write_text("photo_9\n")
     with pytest.raises(folders.FolderError, match=r"test\.txt lists \['photo_9'\]"):
         folders.scan_folder(root)

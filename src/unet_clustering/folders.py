@@ -141,7 +141,12 @@ def _classes(root: Path, used: set[int]) -> tuple[tuple[str, ...], int, tuple[in
 
 def _split(pairs: dict[str, tuple[Path, Path]], root: Path, seed: int, test_fraction: float) -> dict:
     lists = {split: root / name for split, name in SPLIT_LISTS.items()}
-    if all(path.exists() for path in lists.values()):
+    present = [path for path in lists.values() if path.exists()]
+    if len(present) == 1:
+        raise FolderError(
+            f"{present[0]} has no partner: give both {' and '.join(SPLIT_LISTS.values())}, or neither."
+        )
+    if present:
         splits = {}
         for split, path in lists.items():
             names = [line.strip() for line in path.read_text().splitlines() if line.strip()]

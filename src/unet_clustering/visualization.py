@@ -2,10 +2,11 @@
 
 One palette for the classes, :func:`class_colors` (from the classes of the data that ``01_data``
 chose), and one for clusters, :data:`CLUSTER_COLORS`, so a colour means the same thing in every
-figure, and every figure of masks or clusters has a legend. Functions that draw return a :class:`matplotlib.figure.Figure` and never call
-``plt.show()``: in Jupyter, assign the result (``figure = comparison_grid(...)``), since the inline
-backend already shows every figure a cell makes. Images may be float in ``[0, 1]`` or ``uint8``;
-masks ``(H, W)`` or ``(H, W, 1)``; arrays from any Keras backend pass through ``numpy.asarray``.
+figure, and every figure of masks or clusters has a legend. Functions that draw return a
+:class:`matplotlib.figure.Figure` and never call ``plt.show()``: in Jupyter, assign the result
+(``figure = comparison_grid(...)``), since the inline backend already shows every figure a cell
+makes. Images may be float in ``[0, 1]`` or ``uint8``; masks ``(H, W)`` or ``(H, W, 1)``; arrays
+from any Keras backend pass through ``numpy.asarray``.
 """
 
 from __future__ import annotations
