@@ -10,12 +10,12 @@ import pytest
 from PIL import Image
 from synthetic_folders import make_folder
 
-from unet_clustering import folders
+from unet_clustering import config, folders
 
 
 def test_pairs_classes_and_a_seeded_split(tmp_path: Path) -> None:
     dataset = folders.scan_folder(make_folder(tmp_path / "data"), seed=1)
-    assert dataset.class_names == ("class 0", "class 1", "class 2", "class 3") and dataset.background == 0
+    assert dataset.classes == config.Classes(("class 0", "class 1", "class 2", "class 3"), background=0)
     assert dataset.values == (0, 1, 2, 3) and dataset.unpaired == ()
     assert len(dataset.splits["train"]) == 5 and len(dataset.splits["test"]) == 1
     names = sorted(image.stem for split in dataset.splits.values() for image, _ in split)
@@ -29,16 +29,14 @@ def test_pairs_classes_and_a_seeded_split(tmp_path: Path) -> None:
 
 def test_binary_masks_become_background_and_foreground(tmp_path: Path) -> None:
     dataset = folders.scan_folder(make_folder(tmp_path / "data", binary=True))
-    assert dataset.class_names == ("background", "foreground") and dataset.values == (0, 255)
+    assert dataset.classes == config.Classes(("background", "foreground"), 0) and dataset.values == (0, 255)
 
 
 def test_classes_json_names_the_classes_and_their_values(tmp_path: Path) -> None:
     root = make_folder(tmp_path / "data", classes=3)
     (root / "classes.json").write_text(json.dumps({"names": ["sky", "road", "car"], "background": "road"}))
     dataset = folders.scan_folder(root)
-    assert (
-        dataset.class_names == ("sky", "road", "car") and dataset.background == 1 and dataset.num_classes == 3
-    )
+    assert dataset.classes == config.Classes(("sky", "road", "car"), background=1)
 
 
 def test_list_files_decide_the_split(tmp_path: Path) -> None:

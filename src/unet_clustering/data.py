@@ -500,12 +500,11 @@ class SplitCount:
 
 @dataclasses.dataclass(frozen=True)
 class FolderInfo:
-    """What ``tfds.load`` would say about a folder: its name, splits, features and classes."""
+    """What ``tfds.load`` would say about a folder: its name, splits and features."""
 
     name: str
     splits: dict[str, SplitCount]
     features: dict[str, tf.TensorSpec]
-    classes: config.Classes
 
 
 FOLDER_FEATURES = {
@@ -544,7 +543,7 @@ def load_folder(folder: str | os.PathLike, split: str | list[str]) -> tuple[Any,
     found = scan(folder)
     # Class i is stored as values[i] in the files and as i + TRIMAP_OFFSET in the examples.
     lookup = np.zeros(max(found.values) + 1, np.uint8)
-    lookup[list(found.values)] = np.arange(found.num_classes) + TRIMAP_OFFSET
+    lookup[list(found.values)] = np.arange(found.classes.num_classes) + TRIMAP_OFFSET
 
     def examples(pairs):
         def generate():
@@ -568,7 +567,6 @@ def load_folder(folder: str | os.PathLike, split: str | list[str]) -> tuple[Any,
         name=found.root.name,
         splits={name: SplitCount(len(pairs)) for name, pairs in found.splits.items()},
         features=FOLDER_FEATURES,
-        classes=config.Classes(found.class_names, found.background),
     )
     report = {"folder": True, "pairs": sum(map(len, found.splits.values())), "unpaired": list(found.unpaired)}
     source = DataSource(kind="folder", data_dir=None, local_path=str(found.root), report=report)
@@ -585,14 +583,16 @@ def choose_dataset(folder: str | os.PathLike | None = None) -> config.Classes:
     reads this record.
     """
     folder = folder or os.environ.get(config.DATASET_ENV, "").strip() or None
-    if folder is None:
-        record = {"dataset": DATASET_NAME, "folder": None, "classes": config.OXFORD_PET_CLASSES}
-    else:
+    name, root, classes = DATASET_NAME, None, config.OXFORD_PET_CLASSES
+    if folder is not None:
         found = scan(folder)
-        classes = config.Classes(found.class_names, found.background)
-        record = {"dataset": found.root.name, "folder": str(found.root), "classes": classes}
-    classes = record.pop("classes")
-    record |= {"class_names": list(classes.names), "background": classes.background}
+        name, root, classes = found.root.name, str(found.root), found.classes
+    record = {
+        "dataset": name,
+        "folder": root,
+        "class_names": list(classes.names),
+        "background": classes.background,
+    }
     config.write_json(config.artifact("dataset"), record)
     return classes
 

@@ -15,8 +15,8 @@ values the masks use. ``classes.json`` looks like::
 and may add ``"values": [0, 128, 255]`` when the masks store other values than 0, 1, 2, ...
 (class ``i`` is stored as ``values[i]``). "Foreground" means every class but the background.
 
-This module imports no deep-learning framework; ``data`` turns a :class:`FolderDataset` into the same
-tf.data examples as Oxford-IIIT Pet.
+This module imports no deep-learning framework (nor does ``config``, whose ``Classes`` it returns);
+``data`` turns a :class:`FolderDataset` into the same tf.data examples as Oxford-IIIT Pet.
 """
 
 from __future__ import annotations
@@ -27,6 +27,8 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
+
+from unet_clustering import config
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif")
 MASK_SUFFIXES = (".png", ".bmp", ".tif", ".tiff", ".gif")
@@ -48,15 +50,10 @@ class FolderDataset:
 
     root: Path
     splits: dict[str, list[tuple[Path, Path]]]  #: split -> [(image file, mask file), ...] in name order
-    class_names: tuple[str, ...]
-    background: int  #: the index of the class that is not foreground
+    classes: config.Classes
     values: tuple[int, ...]  #: the value that stores class i in the mask files
     #: What is left out, as messages: images without a mask, masks without an image, pairs in no list file.
     unpaired: tuple[str, ...] = ()
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.class_names)
 
 
 def _files_by_stem(folder: Path, suffixes: tuple[str, ...], what: str) -> dict[str, Path]:
@@ -116,8 +113,8 @@ def _image_size(path: Path) -> tuple[int, int]:
         raise FolderError(f"{path} cannot be read as an image ({type(error).__name__}: {error}).") from None
 
 
-def _classes(root: Path, used: set[int]) -> tuple[tuple[str, ...], int, tuple[int, ...]]:
-    """Names, background index and stored values, from classes.json or from the values the masks use."""
+def _classes(root: Path, used: set[int]) -> tuple[config.Classes, tuple[int, ...]]:
+    """The classes and their stored values, from classes.json or from the values the masks use."""
     path = root / CLASSES_FILE
     if path.exists():
         try:
@@ -131,12 +128,12 @@ def _classes(root: Path, used: set[int]) -> tuple[tuple[str, ...], int, tuple[in
             ) from None
         if len(values) != len(names) or len(set(values)) != len(values) or len(names) < 2:
             raise FolderError(f"{path} needs two or more names and one distinct value per name.")
-        return names, background, values
+        return config.Classes(names, background), values
     for binary in ((0, 255), (0, 1)):  # black and white masks, or 0/1 ones
         if used <= set(binary):
-            return ("background", "foreground"), 0, binary
+            return config.Classes(("background", "foreground"), 0), binary
     values = tuple(sorted(used | {0}))
-    return tuple(f"class {value}" for value in values), 0, values
+    return config.Classes(tuple(f"class {value}" for value in values), 0), values
 
 
 def _split(pairs: dict[str, tuple[Path, Path]], root: Path, seed: int, test_fraction: float) -> dict:
@@ -191,9 +188,11 @@ def scan_folder(root, seed: int = 42, test_fraction: float = DEFAULT_TEST_FRACTI
                 f"{mask} is {labels.shape[1]} x {labels.shape[0]} pixels but {image} is {size[1]} x {size[0]}."
             )
         used[mask] = _values_used(labels)
-    names, background, values = _classes(root, set().union(*used.values()))
-    if len(names) > MAX_CLASSES:
-        raise FolderError(f"{root} has {len(names)} classes; the pipelines hold at most {MAX_CLASSES}.")
+    classes, values = _classes(root, set().union(*used.values()))
+    if classes.num_classes > MAX_CLASSES:
+        raise FolderError(
+            f"{root} has {classes.num_classes} classes; the pipelines hold at most {MAX_CLASSES}."
+        )
     for mask, found in used.items():
         unknown = sorted(found - set(values))
         if unknown:
@@ -203,4 +202,4 @@ def scan_folder(root, seed: int = 42, test_fraction: float = DEFAULT_TEST_FRACTI
     splits = _split(pairs, root, seed, test_fraction)
     listed = {image.stem for split in splits.values() for image, _ in split}
     unpaired += [f"{pairs[name][0]} is in neither list file" for name in sorted(set(pairs) - listed)]
-    return FolderDataset(root, splits, names, background, values, tuple(unpaired))
+    return FolderDataset(root, splits, classes, values, tuple(unpaired))

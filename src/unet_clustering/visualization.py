@@ -401,12 +401,11 @@ def embedding_scatter(
         names = (label_names or {}).get(title)
         classes = config.dataset_classes()
         is_class = names is not None and tuple(map(str, names)) == classes.names
+        palette = class_colors(classes) / 255
         names = dict(names) if isinstance(names, Mapping) else dict(enumerate(names or ()))
         # Noise first, so that the clusters are drawn on top of it.
         for label in sorted(np.unique(labels).tolist(), key=lambda value: (value != -1, value)):
-            default, color = (
-                (str(label), class_colors(classes)[label] / 255) if is_class else _cluster_look(label)
-            )
+            default, color = (str(label), palette[label]) if is_class else _cluster_look(label)
             x, y = points[labels == label].T
             ax.scatter(x, y, s=point_size, color=[color], label=str(names.get(label, default)), linewidths=0)
         ax.set(title=title, xticks=[], yticks=[])
